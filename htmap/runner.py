@@ -1,0 +1,199 @@
+#!/usr/bin/env python3
+"""Runs one map component: the job's executable on every engine.
+
+Self-contained on purpose (stdlib + cloudpickle only) so that an execute node needs
+Python and cloudpickle but not htmap. Usage::
+
+    python3 runner.py FUNC_FILE INPUTS COMPONENT OUTPUT_DIR
+
+INPUTS is a map's ``inputs`` directory (``data`` + ``index``) or one pickle file of
+``(args, kwargs)``. It writes ``OUTPUT_DIR/<component>.out``, atomically: a header line
+``HTMAP1 OK`` followed by the cloudpickled return value, or ``HTMAP1 ERR`` followed by
+a pickled error report (plain dict). The exit status is non-zero only when the runner
+itself could not write that file.
+"""
+import getpass
+import os
+import pickle
+import platform
+import socket
+import struct
+import sys
+import time
+import traceback
+
+OK = b"HTMAP1 OK\n"
+ERR = b"HTMAP1 ERR\n"
+INDEX_ENTRY = struct.Struct("<Q")
+MAX_REPR = 200
+TAIL_BYTES = 4000
+
+try:
+    import cloudpickle
+except ImportError as _e:  # reported per component, not as a crash
+    cloudpickle = None
+    CLOUDPICKLE_ERROR = str(_e)
+
+
+def read_input_bytes(inputs, component):
+    """The pickled (args, kwargs) of one component, from a directory store or a file."""
+    if os.path.isdir(inputs):
+        with open(os.path.join(inputs, "index"), "rb") as f:
+            f.seek(component * INDEX_ENTRY.size)
+            raw = f.read(2 * INDEX_ENTRY.size)
+        if len(raw) != 2 * INDEX_ENTRY.size:
+            raise IndexError("component %d is not in %s" % (component, inputs))
+        start, end = INDEX_ENTRY.unpack(raw[:8])[0], INDEX_ENTRY.unpack(raw[8:])[0]
+        with open(os.path.join(inputs, "data"), "rb") as f:
+            f.seek(start)
+            return f.read(end - start)
+    with open(inputs, "rb") as f:
+        return f.read()
+
+
+def short_repr(value):
+    try:
+        text = repr(value)
+    except Exception as e:  # a broken __repr__ must not hide the real error
+        text = "<repr failed: %s>" % e
+    return text if len(text) <= MAX_REPR else text[: MAX_REPR - 3] + "..."
+
+
+def node_info():
+    try:
+        ip = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        ip = "unknown"
+    try:
+        user = getpass.getuser()
+    except Exception:
+        user = "unknown"
+    return {
+        "hostname": socket.getfqdn(),
+        "ip": ip,
+        "platform": platform.platform(),
+        "user": user,
+        "pid": os.getpid(),
+    }
+
+
+def python_info():
+    return {
+        "executable": sys.executable,
+        "version": sys.version,
+        "cloudpickle": getattr(cloudpickle, "__version__", None),
+    }
+
+
+def scratch_contents(directory):
+    out = []
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            out.append(os.path.relpath(os.path.join(root, name), directory))
+    return sorted(out)
+
+
+def stack_summary(tb):
+    frames = []
+    for frame, lineno in traceback.walk_tb(tb):
+        code = frame.f_code
+        summary = traceback.FrameSummary(code.co_filename, lineno, code.co_name)
+        frames.append(
+            {
+                "filename": code.co_filename,
+                "lineno": lineno,
+                "name": code.co_name,
+                "line": summary.line or "",
+                "locals": {k: short_repr(v) for k, v in frame.f_locals.items()},
+            }
+        )
+    return frames
+
+
+def error_report(component, kind, message, *, exc=None, scratch=None, started=None, stderr_tail=""):
+    """A plain-dict report that any Python can unpickle without the user's code."""
+    report = {
+        "component": component,
+        "kind": kind,  # "exception" (user code raised) or "failure" (htmap or the system)
+        "exception_type": type(exc).__name__ if exc is not None else kind,
+        "exception_msg": message,
+        "stack_summary": [],
+        "traceback": "",
+        "node_info": node_info(),
+        "python_info": python_info(),
+        "scratch_dir_contents": scratch_contents(scratch) if scratch else [],
+        "start_time": started,
+        "end_time": time.time(),
+        "stderr_tail": stderr_tail,
+    }
+    if exc is not None:
+        tb = exc.__traceback__
+        # drop the runner's own frames so the report starts at the user's function
+        while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+            tb = tb.tb_next
+        report["stack_summary"] = stack_summary(tb)
+        report["traceback"] = "".join(traceback.format_exception(type(exc), exc, tb))
+    return report
+
+
+def run(func, args, kwargs, component, scratch):
+    """Call the user's function; returns the bytes of the output file."""
+    os.environ["HTMAP_ON_EXECUTE"] = "1"
+    os.environ["HTMAP_COMPONENT"] = str(component)
+    started = time.time()
+    try:
+        value = func(*args, **kwargs)
+    except Exception as e:
+        report = error_report(component, "exception", str(e), exc=e, scratch=scratch, started=started)
+        sys.stderr.write(report["traceback"])
+        sys.stderr.flush()
+        return ERR + pickle.dumps(report, protocol=4)
+    try:
+        return OK + cloudpickle.dumps(value)
+    except Exception as e:
+        message = "the return value (%s) could not be pickled: %s" % (short_repr(value), e)
+        sys.stderr.write("htmap: %s\n" % message)
+        return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch, started=started), protocol=4)
+
+
+def load_and_run(func_file, inputs, component, scratch, func=None):
+    """Everything that can go wrong before or in user code ends in a report, not a crash."""
+    if cloudpickle is None:
+        message = "cloudpickle is not installed for %s (%s); install it with: %s -m pip install cloudpickle" % (
+            sys.executable, CLOUDPICKLE_ERROR, sys.executable)
+        sys.stderr.write("htmap: %s\n" % message)
+        return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch), protocol=4)
+    try:
+        if func is None:
+            with open(func_file, "rb") as f:
+                func = cloudpickle.load(f)
+        args, kwargs = cloudpickle.loads(read_input_bytes(inputs, component))
+    except Exception as e:
+        message = "could not load the function or input of component %d: %s: %s" % (component, type(e).__name__, e)
+        sys.stderr.write("htmap: %s\n" % message)
+        return ERR + pickle.dumps(error_report(component, "failure", message, exc=e, scratch=scratch), protocol=4)
+    return run(func, args, kwargs, component, scratch)
+
+
+def write_output(output_dir, component, data):
+    path = os.path.join(output_dir, "%d.out" % component)
+    tmp = os.path.join(output_dir, ".%d.out.tmp-%d" % (component, os.getpid()))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return path
+
+
+def main(argv):
+    if len(argv) != 4:
+        sys.stderr.write(__doc__)
+        return 2
+    func_file, inputs, component, output_dir = argv[0], argv[1], int(argv[2]), argv[3]
+    data = load_and_run(func_file, inputs, component, os.getcwd())
+    write_output(output_dir, component, data)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

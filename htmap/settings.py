@@ -1,0 +1,222 @@
+"""Layered settings: runtime > ~/.htmaprc (TOML) > environment > defaults.
+
+Keys are dotted paths into nested tables (``settings["LOCAL.MAX_WORKERS"]``).
+"""
+from __future__ import annotations
+
+import copy
+import os
+import sys
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+
+from . import exceptions
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from . import store
+
+BASE_SETTINGS: Dict[str, Any] = {
+    "HTMAP_DIR": str(Path.home() / ".htmap"),
+    "ENGINE": "auto",
+    "DELIVERY_METHOD": "assume",
+    "SITE": "",
+    "WAIT_TIME": 1,
+    "CLI": {"IS_CLI": False},
+    "LOCAL": {"MAX_WORKERS": 0, "IDLE_EXIT_SECONDS": 10},
+    "MAP_OPTIONS": {},
+    "HTCONDOR": {"SCHEDULER": "", "COLLECTOR": "", "CREDENTIALS": ""},
+    "SLURM": {"PARTITION": "", "ACCOUNT": "", "QOS": ""},
+    "DOCKER": {"IMAGE": "python:3"},
+    "SINGULARITY": {"IMAGE": "docker://python:3"},
+    "TRANSPLANT": {"DIR": "", "ALTERNATE_INPUT_PATH": "", "ASSUME_EXISTS": False},
+}
+
+ENV_PREFIX = "HTMAP_"
+
+
+def rc_path() -> Path:
+    """Where the user's settings file lives (``HTMAPRC`` overrides ``~/.htmaprc``)."""
+    return Path(os.environ.get("HTMAPRC", Path.home() / ".htmaprc"))
+
+
+def parse_scalar(text: str) -> Any:
+    """Read a string from the shell or environment as bool, int, float or str."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def settings_from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
+    """``HTMAP_X=v`` sets ``X``; ``HTMAP_A__B=v`` sets ``A.B``."""
+    out: Dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ("HTMAP_ON_EXECUTE", "HTMAP_COMPONENT"):
+            continue
+        key = name[len(ENV_PREFIX):]
+        if key == "DIR":
+            key = "HTMAP_DIR"
+        _set_dotted(out, key.replace("__", "."), value if key == "HTMAP_DIR" else parse_scalar(value))
+    return out
+
+
+def _set_dotted(d: Dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        nxt = d.get(p)
+        if not isinstance(nxt, dict):
+            nxt = d[p] = {}
+        d = nxt
+    d[last] = value
+
+
+def _get_dotted(d: Mapping[str, Any], key: str) -> Any:
+    for part in key.split("."):
+        if not isinstance(d, Mapping) or part not in d:
+            raise KeyError(key)
+        d = d[part]
+    return d
+
+
+def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
+    for k, v in over.items():
+        if isinstance(v, Mapping) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = copy.deepcopy(v)
+    return base
+
+
+class Settings:
+    """An ordered stack of nested dicts; earlier layers win."""
+
+    def __init__(self, *layers: Dict[str, Any]):
+        self.maps: List[Dict[str, Any]] = list(layers) or [{}]
+
+    def __getitem__(self, key: str) -> Any:
+        for layer in self.maps:
+            try:
+                value = _get_dotted(layer, key)
+            except KeyError:
+                continue
+            if isinstance(value, Mapping):
+                return _get_dotted(self.to_dict(), key)
+            return value
+        raise exceptions.MissingSetting(
+            f"no value for setting {key!r}; set it with htmap.settings[{key!r}] = ... "
+            f"or in {rc_path()}"
+        )
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except exceptions.MissingSetting:
+            return default
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _set_dotted(self.maps[0], key, value)
+
+    def __contains__(self, key: str) -> bool:
+        return self.get(key, _MISSING) is not _MISSING
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def to_dict(self) -> Dict[str, Any]:
+        """All layers merged, highest precedence applied last."""
+        out: Dict[str, Any] = {}
+        for layer in reversed(self.maps):
+            _merge(out, layer)
+        return out
+
+    def replace(self, other: "Settings") -> None:
+        self.maps = other.maps
+
+    def append(self, other: Union["Settings", Dict[str, Any]]) -> None:
+        """Add layers below the existing ones (lowest precedence)."""
+        self.maps.extend(other.maps if isinstance(other, Settings) else [other])
+
+    def prepend(self, other: Union["Settings", Dict[str, Any]]) -> None:
+        """Add layers above the existing ones (highest precedence)."""
+        self.maps[:0] = other.maps if isinstance(other, Settings) else [other]
+
+    @classmethod
+    def load(cls, path: Union[str, Path]) -> "Settings":
+        with open(path, "rb") as f:
+            return cls(tomllib.load(f))
+
+    def save(self, path: Union[str, Path, None] = None, *, layer: int = 0) -> Path:
+        """Write one layer (by default the runtime one) as TOML, atomically."""
+        path = Path(path) if path is not None else rc_path()
+        store.write_text_atomic(path, to_toml(self.maps[layer]))
+        return path
+
+    def __repr__(self) -> str:
+        return f"<Settings {self.to_dict()!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Settings) and self.to_dict() == other.to_dict()
+
+
+_MISSING = object()
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, (str, Path)):
+        s = str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+        return f'"{s}"'
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(d: Mapping[str, Any], prefix: str = "") -> str:
+    """The small TOML subset settings need (tables, scalars, lists)."""
+    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, Mapping)]
+    for k, v in d.items():
+        if isinstance(v, Mapping):
+            name = f"{prefix}{_toml_key(k)}"
+            body = to_toml(v, name + ".")
+            lines.append(f"\n[{name}]\n{body}" if body.strip() else f"\n[{name}]")
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _toml_key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+
+
+def _load_rc() -> Dict[str, Any]:
+    path = rc_path()
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except tomllib.TOMLDecodeError as e:
+        raise exceptions.HTMapException(f"{path} is not valid TOML: {e}; fix or remove it") from e
+
+
+def build_settings() -> Settings:
+    return Settings({}, _load_rc(), settings_from_env(os.environ), copy.deepcopy(BASE_SETTINGS))
+
+
+settings = build_settings()
+
+
+def htmap_dir() -> Path:
+    return Path(os.path.expanduser(str(settings["HTMAP_DIR"])))
