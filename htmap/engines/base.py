@@ -32,6 +32,8 @@ class EventKind(str, enum.Enum):
 
 @dataclass(frozen=True)
 class ComponentEvent:
+    """Something that happened to components ``component .. component + count - 1``."""
+
     component: int
     kind: EventKind
     time: float
@@ -39,6 +41,7 @@ class ComponentEvent:
     code: Optional[int] = None  # e.g. HTCondor HoldReasonCode
     memory_mb: Optional[int] = None
     runtime: Optional[float] = None
+    count: int = 1  # > 1 only for bulk events such as SUBMITTED of a whole map
 
 
 class Action(str, enum.Enum):

@@ -1,0 +1,1 @@
+"""The embedded default engine: components run as processes on this machine."""

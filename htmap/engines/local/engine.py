@@ -1,0 +1,120 @@
+"""The local engine's client side: files in, events out; the supervisor does the work."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ... import store
+from ..base import Action, ComponentEvent, Engine, JobSet
+from . import protocol
+
+
+class LocalEngine(Engine):
+    name = "local"
+
+    def __init__(self, settings: Optional[Dict[str, Any]] = None):
+        super().__init__(settings)
+        self.htmap_dir = Path(os.path.expanduser(str(self.settings.get("HTMAP_DIR", "~/.htmap"))))
+        local = self.settings.get("LOCAL", {}) or {}
+        self.max_workers = int(local.get("MAX_WORKERS") or 0) or (os.cpu_count() or 1)
+        self.idle_exit = float(local.get("IDLE_EXIT_SECONDS", 10))
+        self.paths = protocol.LocalPaths(self.htmap_dir)
+        self._last_liveness: Dict[str, float] = {}
+
+    @classmethod
+    def available(cls) -> Tuple[bool, str]:
+        return True, "the local engine runs components on this machine"
+
+    def check(self, job: JobSet) -> None:
+        from ... import exceptions
+
+        cpus = job.fixed.get("request_cpus", 1)
+        per = job.per_component.get("request_cpus")
+        most = max(per) if per else cpus
+        if int(most) > self.max_workers:
+            raise exceptions.InvalidOption(
+                f"request_cpus={most} is more than the local engine's {self.max_workers} worker slots "
+                "(LOCAL.MAX_WORKERS); ask for fewer cpus or raise LOCAL.MAX_WORKERS"
+            )
+
+    def _registration(self, job: JobSet) -> Dict[str, Any]:
+        return {
+            "job_id": job.job_id,
+            "directory": str(job.directory),
+            "num_components": job.num_components,
+            "host": protocol.hostname(),
+            "sys_path": [p for p in sys.path if p],
+            "max_workers": self.max_workers,
+            "idle_exit": self.idle_exit,
+        }
+
+    def submit(self, job: JobSet, components: Optional[Sequence[int]] = None) -> None:
+        self.paths.make()
+        reg = self._registration(job)
+        reg["components"] = list(components) if components is not None else None
+        protocol.write_request(self.paths.queue, job.job_id, reg)
+        self.ensure_supervisor()
+
+    def act(self, job: JobSet, action: Action, components: Optional[Sequence[int]] = None,
+            reason: Optional[str] = None) -> None:
+        self.paths.make()
+        req = self._registration(job)
+        req.update(action=Action(action).value, components=list(components) if components is not None else None,
+                   reason=reason)
+        path = protocol.write_request(self.paths.control, job.job_id, req)
+        if not self._job_active(job):
+            # nothing of this job runs or waits: the action is a no-op
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            return
+        self.ensure_supervisor()
+
+    def wait_for_control(self, job: JobSet, timeout: float = 30.0) -> bool:
+        """Block until the supervisor has carried out this job's pending actions."""
+        deadline = time.monotonic() + timeout
+        delay = 0.005
+        while time.monotonic() < deadline:
+            if not any(p.name.startswith(job.job_id + ".") for p in protocol.list_requests(self.paths.control)):
+                return True
+            self.ensure_supervisor()
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+        return False
+
+    def forget(self, job: JobSet) -> None:
+        self.wait_for_control(job)
+
+    def read_events(self, job: JobSet, cursor: Any) -> Tuple[List[ComponentEvent], Any]:
+        offset = cursor or 0
+        data, offset = protocol.read_new(job.engine_dir / protocol.EVENTS_FILE, offset)
+        events = [protocol.to_component_event(*fields) for fields in protocol.parse_events(data)]
+        now = time.monotonic()
+        if now - self._last_liveness.get(job.job_id, 0.0) > 1.0:
+            self._last_liveness[job.job_id] = now
+            if self._job_active(job):
+                self.ensure_supervisor()
+        return events, offset
+
+    def _job_active(self, job: JobSet) -> bool:
+        if (self.paths.active / f"{job.job_id}.json").exists():
+            return True
+        return any(p.name.startswith(job.job_id + ".") for p in protocol.list_requests(self.paths.queue))
+
+    def ensure_supervisor(self) -> None:
+        """Wake the supervisor, starting one (detached) if none is listening."""
+        if protocol.wake(self.htmap_dir):
+            return
+        store.make_dir(self.paths.root)
+        with store.open_private(self.paths.log, "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "htmap.engines.local.supervisor", str(self.htmap_dir),
+                 str(self.max_workers), str(self.idle_exit)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
+                cwd="/", env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
+            )

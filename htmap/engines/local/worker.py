@@ -1,0 +1,139 @@
+"""A warm worker: loads each map's function once, then runs components on request.
+
+Started by the supervisor as ``python worker.py RUNNER_PATH CONN_FD`` with its stdout
+and stderr pointing at capture files; imports only the stdlib, cloudpickle and the
+runner, so it starts fast and user modules named like htmap's cannot clash.
+"""
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from multiprocessing.connection import Connection
+
+
+def load_runner(path):
+    spec = importlib.util.spec_from_file_location("_htmap_runner", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def die_with_parent():
+    """Linux: get SIGKILL when the supervisor dies, so no component outlives it."""
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def reset_peak_memory():
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def peak_memory_mb():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+
+
+def save_capture(fd, destination):
+    """Copy what the component wrote to fd 1 or 2 into its log file, then empty the capture."""
+    size = os.fstat(fd).st_size
+    if not size:
+        return 0
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = os.read(fd, size)
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    tmp = destination + ".tmp-%d" % os.getpid()
+    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(out, data)
+    finally:
+        os.close(out)
+    os.replace(tmp, destination)
+    os.ftruncate(fd, 0)
+    return size
+
+
+class FunctionCache:
+    def __init__(self, runner, size=8):
+        self.runner = runner
+        self.size = size
+        self.funcs = {}
+
+    def get(self, job_id, directory, sys_path):
+        if job_id in self.funcs:
+            return self.funcs[job_id]
+        for entry in reversed(sys_path):
+            if entry not in sys.path:
+                sys.path.insert(1, entry)
+        try:
+            with open(os.path.join(directory, "func"), "rb") as f:
+                func = self.runner.cloudpickle.load(f)
+        except Exception:
+            func = None  # the runner will load it again and report the failure
+        if func is not None:
+            if len(self.funcs) >= self.size:
+                self.funcs.pop(next(iter(self.funcs)))
+            self.funcs[job_id] = func
+        return func
+
+
+def main(runner_path, conn_fd):
+    die_with_parent()
+    runner = load_runner(runner_path)
+    conn = Connection(conn_fd)
+    home = os.getcwd()
+    cache = FunctionCache(runner)
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return 0
+        if msg[0] == "exit":
+            return 0
+        _, job_id, directory, component, sys_path, scratch_root = msg
+        func = cache.get(job_id, directory, sys_path)
+        reset_peak_memory()
+        scratch = os.path.join(scratch_root, "%s-%d" % (job_id, component))
+        os.makedirs(scratch, exist_ok=True)
+        os.chdir(scratch)
+        started = time.time()
+        data = runner.load_and_run(os.path.join(directory, "func"), os.path.join(directory, "inputs"),
+                                   component, scratch, func=func)
+        runtime = time.time() - started
+        sys.stdout.flush()
+        sys.stderr.flush()
+        runner.write_output(os.path.join(directory, "outputs"), component, data)
+        logs = os.path.join(directory, "logs")
+        save_capture(1, os.path.join(logs, "%d.stdout" % component))
+        save_capture(2, os.path.join(logs, "%d.stderr" % component))
+        os.chdir(home)
+        shutil.rmtree(scratch, ignore_errors=True)
+        kind = "completed" if data.startswith(runner.OK) else "errored"
+        conn.send(("done", job_id, component, kind, runtime, peak_memory_mb()))
+
+
+if __name__ == "__main__":
+    sys.path.pop(0)  # this file's directory: never shadow the user's modules
+    sys.exit(main(sys.argv[1], int(sys.argv[2])))

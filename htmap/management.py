@@ -1,0 +1,150 @@
+"""Functions over all maps: load, list, remove, clean, status tables."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import exceptions, mapstore, store
+from .maps import Map
+from .state import ComponentStatus
+
+
+def load(tag: str) -> Map:
+    return Map.load(tag)
+
+
+def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
+    """Tags of existing maps, optionally filtered by a glob pattern."""
+    return tuple(mapstore.matching_tags(pattern) if pattern else mapstore.all_tags())
+
+
+def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
+    maps = []
+    for tag in get_tags(pattern):
+        try:
+            maps.append(Map.load(tag))
+        except exceptions.TagNotFound:
+            continue  # removed or still being created meanwhile
+    return tuple(maps)
+
+
+def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
+    try:
+        m = Map.load(tag)
+    except exceptions.TagNotFound:
+        if not_exist_ok:
+            return
+        raise
+    m.remove(force=force)
+
+
+def clean(all: bool = False, force: bool = False) -> List[str]:
+    """Remove transient maps (every map with ``all=True``); returns the removed tags."""
+    removed = []
+    for m in load_maps():
+        if all or m.is_transient:
+            removed.append(m.tag)
+            m.remove(force=force)
+    _clean_leftovers()
+    return removed
+
+
+def _clean_leftovers() -> None:
+    """Directories of maps whose creation was interrupted (kill -9) or that no tag points at."""
+    referenced = set()
+    for tag in mapstore.all_tags():
+        uid = mapstore.uid_for_tag(tag)
+        if uid:
+            referenced.add(uid)
+    try:
+        entries = list(mapstore.maps_dir().iterdir())
+    except FileNotFoundError:
+        return
+    import time
+
+    for path in entries:
+        name = path.name
+        stale = time.time() - path.stat().st_mtime > 3600
+        if name.startswith(".building-") or name.startswith("."):
+            if stale:
+                store.remove_tree(path)
+        elif name not in referenced and stale:
+            store.remove_tree(path)
+
+
+STATUS_COLUMNS = [s.value for s in ComponentStatus.display_statuses()]
+
+
+def status_rows(maps: Optional[List[Map]] = None) -> List[Dict[str, Any]]:
+    """One dict per map: tag, counts per status, local data, max memory, runtimes."""
+    rows = []
+    for m in (maps if maps is not None else load_maps()):
+        counts = m.status_counts()
+        memory = m.memory_usage
+        runtimes = [r.total_seconds() for r in m.runtime]
+        row: Dict[str, Any] = {"tag": m.tag}
+        row.update({s: counts.get(ComponentStatus(s), 0) for s in STATUS_COLUMNS})
+        row.update({
+            "local_data_bytes": m.local_data,
+            "max_memory_mb": max(memory) if memory else 0,
+            "max_runtime_s": round(max(runtimes), 3) if runtimes else 0.0,
+            "total_runtime_s": round(sum(runtimes), 3),
+            "transient": m.is_transient,
+            "engine": m.engine,
+        })
+        rows.append(row)
+    return rows
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n} B"
+
+
+def status(maps: Optional[List[Map]] = None) -> str:
+    """A table of every map's status."""
+    rows = status_rows(maps)
+    header = ["Tag"] + STATUS_COLUMNS + ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"]
+    table = [header]
+    for r in rows:
+        table.append([r["tag"]] + [str(r[s]) for s in STATUS_COLUMNS] + [
+            _human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
+            _fmt_seconds(r["max_runtime_s"]), _fmt_seconds(r["total_runtime_s"])])
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = []
+    for j, row in enumerate(table):
+        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
+        if j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _fmt_seconds(s: float) -> str:
+    s = int(round(s))
+    h, rem = divmod(s, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{h}:{m:02d}:{sec:02d}"
+
+
+def status_json(maps: Optional[List[Map]] = None, compact: bool = False) -> str:
+    rows = status_rows(maps)
+    return json.dumps({r["tag"]: r for r in rows}, indent=None if compact else 2, sort_keys=True,
+                      separators=(",", ":") if compact else None)
+
+
+def status_csv(maps: Optional[List[Map]] = None) -> str:
+    rows = status_rows(maps)
+    out = io.StringIO()
+    fields = ["tag"] + STATUS_COLUMNS + ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s",
+                                        "transient", "engine"]
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow(r)
+    return out.getvalue()

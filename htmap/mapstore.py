@@ -1,0 +1,120 @@
+"""Where maps live under HTMAP_DIR: ``maps/<uid>/`` directories and ``tags/<tag>`` pointers.
+
+A tag file holds its map's uid, so retagging is a rename and a map directory never
+moves. A map is loadable only once ``map.json`` says its engine accepted it.
+"""
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import pickle
+import secrets
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from . import exceptions, settings as settings_module, store, tags
+
+
+def root() -> Path:
+    return settings_module.htmap_dir()
+
+
+def maps_dir() -> Path:
+    return root() / "maps"
+
+
+def tags_dir() -> Path:
+    return root() / "tags"
+
+
+def new_uid() -> str:
+    return f"{time.strftime('%Y%m%d')}-{secrets.token_hex(8)}"
+
+
+def tag_path(tag: str) -> Path:
+    return tags_dir() / tags.validate(tag)
+
+
+def uid_for_tag(tag: str) -> Optional[str]:
+    try:
+        uid = tag_path(tag).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return uid or None
+
+
+def reserve_tag(tag: str, uid: str) -> None:
+    store.make_dir(tags_dir())
+    if not store.create_exclusive(tag_path(tag), uid.encode()):
+        raise exceptions.TagAlreadyExists(
+            f"a map with tag {tag!r} already exists; load it with htmap.load({tag!r}), remove it with "
+            f"htmap.remove({tag!r}), or choose another tag"
+        )
+
+
+def release_tag(tag: str, uid: str) -> None:
+    """Delete the tag file if it still points at ``uid``."""
+    if uid_for_tag(tag) == uid:
+        try:
+            os.unlink(tag_path(tag))
+        except FileNotFoundError:
+            pass
+
+
+def rename_tag(old: str, new: str, uid: str) -> None:
+    reserve_tag(new, uid)
+    release_tag(old, uid)
+
+
+def all_tags() -> List[str]:
+    try:
+        names = os.listdir(tags_dir())
+    except FileNotFoundError:
+        return []
+    return sorted(n for n in names if not n.startswith("."))
+
+
+def matching_tags(*patterns: str) -> List[str]:
+    found = all_tags()
+    if not patterns:
+        return found
+    return [t for t in found if any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+
+
+def map_directory(uid: str) -> Path:
+    return maps_dir() / uid
+
+
+def read_meta(directory: Path) -> Optional[Dict[str, Any]]:
+    try:
+        with open(directory / "map.json") as f:
+            return json.load(f)
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def write_meta(directory: Path, meta: Dict[str, Any]) -> None:
+    store.write_text_atomic(directory / "map.json", json.dumps(meta, indent=1))
+
+
+def write_job(directory: Path, job_fields: Dict[str, Any]) -> None:
+    store.write_bytes_atomic(directory / "job.pkl", pickle.dumps(job_fields, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def read_job(directory: Path) -> Dict[str, Any]:
+    with open(directory / "job.pkl", "rb") as f:
+        return pickle.load(f)
+
+
+def closest_tags(tag: str, n: int = 3) -> List[str]:
+    import difflib
+
+    return difflib.get_close_matches(tag, all_tags(), n=n, cutoff=0.5)
+
+
+def tag_not_found(tag: str) -> exceptions.TagNotFound:
+    hint = closest_tags(tag)
+    extra = f"; did you mean {', '.join(hint)}?" if hint else ""
+    return exceptions.TagNotFound(f"no map with tag {tag!r}{extra}")

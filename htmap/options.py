@@ -1,0 +1,206 @@
+"""MapOptions: how each component runs. Validated and normalized before submission."""
+from __future__ import annotations
+
+import collections
+import copy
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+
+from . import exceptions
+
+# Keys htmap sets itself; users may not (compared case-insensitively).
+RESERVED_KEYS = frozenset(k.lower() for k in (
+    "executable", "transfer_executable", "arguments", "universe", "log", "submit_event_notes",
+    "submit_event_notes_attrs", "transfer_input_files", "transfer_output_files",
+    "transfer_output_remaps", "output", "error", "initialdir", "jobbatchname", "batch_name",
+    "should_transfer_files", "when_to_transfer_output", "component", "+component", "my.component",
+    "+ishtmapjob", "my.ishtmapjob", "queue", "array", "job_name",
+))
+
+SIZE_UNITS = {"": None, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
+              "mib": 1024 ** 2, "g": 1024 ** 3, "gb": 1024 ** 3, "gib": 1024 ** 3, "t": 1024 ** 4,
+              "tb": 1024 ** 4, "tib": 1024 ** 4}
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
+_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)\s*(d|h|m|s)", re.I)
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_size(value: Any, default_unit: str, key: str) -> int:
+    """An HTCondor-style size ("2GB", "512 MB", 1024) as an int of ``default_unit``."""
+    unit_bytes = SIZE_UNITS[default_unit.lower()]
+    if isinstance(value, bool):
+        raise exceptions.InvalidOption(f"{key}={value!r} is not a size; use e.g. '2GB' or '512MB'")
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise exceptions.InvalidOption(f"{key}={value!r} must be positive")
+        return int(value)
+    m = _SIZE.match(str(value))
+    if not m or m.group(2).lower() not in SIZE_UNITS:
+        raise exceptions.InvalidOption(
+            f"{key}={value!r} is not a size htmap understands; use a number with a unit, e.g. "
+            f"'2GB', '512MB' or '100KB' (a bare number means {default_unit.upper()})"
+        )
+    number, unit = float(m.group(1)), m.group(2).lower()
+    if number <= 0:
+        raise exceptions.InvalidOption(f"{key}={value!r} must be positive")
+    factor = SIZE_UNITS[unit] or unit_bytes
+    return max(1, int(-(-number * factor // unit_bytes)))
+
+
+def parse_duration(value: Any, key: str = "max_runtime") -> int:
+    """Seconds from 3600, "90s", "2h", "1h30m", "1d" or "HH:MM:SS"."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(:\d\d){1,2}", text):
+        seconds = 0
+        for part in text.split(":"):
+            seconds = seconds * 60 + int(part)
+        if seconds > 0:
+            return seconds
+    if re.fullmatch(r"\d+", text) and int(text) > 0:
+        return int(text)
+    parts = _DURATION_PART.findall(text)
+    if parts and _DURATION_PART.sub("", text).strip() == "":
+        seconds = sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
+        if seconds > 0:
+            return int(seconds)
+    raise exceptions.InvalidOption(
+        f"{key}={value!r} is not a duration; use seconds (3600) or e.g. '90s', '20m', '2h', '1d', '01:30:00'"
+    )
+
+
+NORMALIZERS = {
+    "request_memory": lambda v: parse_size(v, "MB", "request_memory"),
+    "request_disk": lambda v: parse_size(v, "KB", "request_disk"),
+    "request_cpus": lambda v: _positive_int(v, "request_cpus"),
+    "max_runtime": parse_duration,
+}
+
+
+def _positive_int(value: Any, key: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n <= 0 or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise exceptions.InvalidOption(f"{key}={value!r} must be a positive whole number")
+    return n
+
+
+def normalize_custom_key(key: str) -> str:
+    """``foo``, ``+foo`` and ``MY.foo`` all name the job attribute ``foo``."""
+    if key.startswith("+"):
+        return key[1:]
+    if key[:3].lower() == "my.":
+        return key[3:]
+    return key
+
+
+def _is_per_component(value: Any) -> bool:
+    return isinstance(value, (list, tuple))
+
+
+class MapOptions(collections.UserDict):
+    """Options for a map's components; a str applies to all, a list gives one per component."""
+
+    def __init__(
+        self,
+        *,
+        fixed_input_files: Optional[Union[Any, Iterable[Any]]] = None,
+        input_files: Optional[Iterable[Any]] = None,
+        output_remaps: Optional[Union[Mapping[str, Any], Iterable[Mapping[str, Any]]]] = None,
+        custom_options: Optional[Mapping[str, Any]] = None,
+        **kwargs: Any,
+    ):
+        super().__init__()
+        if fixed_input_files is None:
+            fixed_input_files = []
+        elif isinstance(fixed_input_files, (str, bytes)) or not isinstance(fixed_input_files, Iterable):
+            fixed_input_files = [fixed_input_files]
+        self.fixed_input_files: List[Any] = list(fixed_input_files)
+        self.input_files: Optional[List[Any]] = list(input_files) if input_files is not None else None
+        self.output_remaps = output_remaps
+        self.custom_options: Dict[str, Any] = {}
+        for key, value in (custom_options or {}).items():
+            name = normalize_custom_key(str(key))
+            check_reserved(name)
+            self.custom_options[name] = value
+        for key, value in kwargs.items():
+            self[key] = value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        check_reserved(key)
+        if key in NORMALIZERS:
+            for v in (value if _is_per_component(value) else [value]):
+                NORMALIZERS[key](v)  # fail now, with a clear message
+        super().__setitem__(key, value)
+
+    def __repr__(self) -> str:
+        extra = {k: v for k, v in (("fixed_input_files", self.fixed_input_files), ("input_files", self.input_files),
+                                   ("output_remaps", self.output_remaps), ("custom_options", self.custom_options)) if v}
+        return f"MapOptions({', '.join(f'{k}={v!r}' for k, v in {**self.data, **extra}.items())})"
+
+    def copy(self) -> "MapOptions":
+        return copy.deepcopy(self)
+
+    @classmethod
+    def merge(cls, base: Optional["MapOptions"], override: Optional["MapOptions"]) -> "MapOptions":
+        """``override`` wins; input files concatenate; requirements are ANDed. Neither is mutated."""
+        base = base.copy() if base is not None else cls()
+        if override is None:
+            return base
+        override = override.copy()
+        merged = cls()
+        merged.data = {**base.data, **override.data}
+        if "requirements" in base.data and "requirements" in override.data:
+            merged.data["requirements"] = and_requirements(base.data["requirements"], override.data["requirements"])
+        merged.fixed_input_files = base.fixed_input_files + override.fixed_input_files
+        merged.input_files = override.input_files if override.input_files is not None else base.input_files
+        merged.output_remaps = override.output_remaps if override.output_remaps is not None else base.output_remaps
+        merged.custom_options = {**base.custom_options, **override.custom_options}
+        return merged
+
+
+def and_requirements(*exprs: Any) -> Any:
+    """AND several requirement expressions (per-component lists element-wise)."""
+    exprs = [e for e in exprs if e not in (None, "")]
+    if not exprs:
+        return ""
+    if any(_is_per_component(e) for e in exprs):
+        length = max(len(e) for e in exprs if _is_per_component(e))
+        columns = [list(e) if _is_per_component(e) else [e] * length for e in exprs]
+        return [and_requirements(*row) for row in zip(*columns)]
+    if len(exprs) == 1:
+        return exprs[0]
+    return " && ".join(f"({e})" for e in exprs)
+
+
+def check_reserved(key: str) -> None:
+    if key.lower() in RESERVED_KEYS or normalize_custom_key(key).lower() in RESERVED_KEYS:
+        raise exceptions.ReservedOptionKeyword(
+            f"{key!r} is set by htmap itself and cannot be a map option; remove it from your MapOptions"
+        )
+
+
+def resolve(options: MapOptions, num_components: int) -> Tuple[Dict[str, Any], Dict[str, List[Any]]]:
+    """Split into fixed and per-component values, normalizing resource keys."""
+    fixed: Dict[str, Any] = {}
+    per: Dict[str, List[Any]] = {}
+    for key, value in options.data.items():
+        norm = NORMALIZERS.get(key, lambda v: v)
+        if _is_per_component(value):
+            if len(value) != num_components:
+                raise exceptions.MisalignedInputData(
+                    f"map option {key!r} has {len(value)} values but the map has {num_components} components; "
+                    "give one value per component, or a single string for all"
+                )
+            per[key] = [norm(v) for v in value]
+        else:
+            fixed[key] = norm(value)
+    for name, value in (("input_files", options.input_files), ("output_remaps", options.output_remaps)):
+        if _is_per_component(value) and len(value) != num_components:
+            raise exceptions.MisalignedInputData(
+                f"map option {name!r} has {len(value)} entries but the map has {num_components} components"
+            )
+    return fixed, per
