@@ -185,6 +185,19 @@ class Map(Sequence):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self._tag!r})"
 
+    def _repr_html_(self) -> str:
+        """A Jupyter view: tag, size, a bar of status counts, hints to errors and holds."""
+        from .html import map_html
+
+        return map_html(self)
+
+    @_alive
+    def plot(self, path=None, **kwargs: Any):
+        """Draw each component's time idle and running, and a histogram of run times."""
+        from .plotting import plot_map
+
+        return plot_map(self, path, **kwargs)
+
     def __getstate__(self):
         raise TypeError("a Map cannot be pickled; pass its tag and htmap.load() it instead")
 

@@ -220,3 +220,8 @@ settings = build_settings()
 
 def htmap_dir() -> Path:
     return Path(os.path.expanduser(str(settings["HTMAP_DIR"])))
+
+
+def reset_for_tests() -> None:
+    """Re-read rc file and environment into the existing ``settings`` object (tests, fresh shells)."""
+    settings.replace(build_settings())
