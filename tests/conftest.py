@@ -10,7 +10,7 @@ import pytest
 from tests.helpers import supervisor_pids
 
 import htmap
-from htmap import settings as settings_module
+from htmap.settings import reset_for_tests
 
 
 @pytest.fixture(autouse=True)
@@ -25,7 +25,7 @@ def isolated_htmap(tmp_path, monkeypatch):
     for name in list(os.environ):
         if name.startswith("HTMAP_") and name != "HTMAP_DIR":
             monkeypatch.delenv(name)
-    settings_module.reset_for_tests()
+    reset_for_tests()
     htmap.settings["HTMAP_DIR"] = str(htmap_dir)
     htmap.settings["ENGINE"] = os.environ.get("HTMAP_TEST_ENGINE", "local")
     htmap.settings["LOCAL.IDLE_EXIT_SECONDS"] = 2
