@@ -123,6 +123,7 @@ class MapState:
             self.runtime[c] = 0.0
             self.ended_at[c] = 0.0
             self.started_at[c] = 0.0
+            self.status[c] = CODE[ComponentStatus.IDLE]  # resubmitted: no longer finished
 
     # -- queries ----------------------------------------------------------------
     def status_of(self, component: int) -> ComponentStatus:

@@ -104,8 +104,8 @@ class Worker:
         self.stdout_path = os.path.join(self.capture_dir, "stdout")
         self.stderr_path = os.path.join(self.capture_dir, "stderr")
         parent, child = socket.socketpair()
-        out = os.open(self.stdout_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        err = os.open(self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        out = os.open(self.stdout_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
+        err = os.open(self.stderr_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = subprocess.Popen(
                 [python, str(WORKER_PATH), str(jobfiles.runner_path()), str(child.fileno())],

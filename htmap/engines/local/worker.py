@@ -124,10 +124,10 @@ def main(runner_path, conn_fd):
         runtime = time.time() - started
         sys.stdout.flush()
         sys.stderr.flush()
-        runner.write_output(os.path.join(directory, "outputs"), component, data)
         logs = os.path.join(directory, "logs")
         save_capture(1, os.path.join(logs, "%d.stdout" % component))
         save_capture(2, os.path.join(logs, "%d.stderr" % component))
+        runner.write_output(os.path.join(directory, "outputs"), component, data)
         os.chdir(home)
         shutil.rmtree(scratch, ignore_errors=True)
         kind = "completed" if data.startswith(runner.OK) else "errored"
