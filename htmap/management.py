@@ -17,7 +17,14 @@ def load(tag: str) -> Map:
 
 def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
     """Tags of existing maps, optionally filtered by a glob pattern."""
-    return tuple(mapstore.matching_tags(pattern) if pattern else mapstore.all_tags())
+    found = mapstore.matching_tags(pattern) if pattern else mapstore.all_tags()
+    return tuple(t for t in found if _published(t))
+
+
+def _published(tag: str) -> bool:
+    """Maps still being created (or whose creator died) have a tag but are not maps yet."""
+    uid = mapstore.uid_for_tag(tag)
+    return bool(uid) and mapstore.is_published(uid)
 
 
 def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
@@ -55,6 +62,7 @@ def _clean_leftovers() -> None:
     """Directories of maps whose creation was interrupted (kill -9) or that no tag points at."""
     referenced = set()
     for tag in mapstore.all_tags():
+        mapstore.take_over_stale(tag)
         uid = mapstore.uid_for_tag(tag)
         if uid:
             referenced.add(uid)

@@ -169,6 +169,7 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
     published = False
     try:
         store.make_dir(building)
+        mapstore.write_creator(building)
         jobfiles.layout(building)
         jobfiles.write_function(building, func)
         with jobfiles.InputWriter(building / "inputs") as writer:

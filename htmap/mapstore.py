@@ -45,13 +45,74 @@ def uid_for_tag(tag: str) -> Optional[str]:
     return uid or None
 
 
+CREATOR_FILE = "creator.json"
+RESERVATION_GRACE_SECONDS = 60.0
+
+
+def write_creator(directory: Path) -> None:
+    """Record who is building a map, so a crashed creator's tag can be taken over."""
+    store.write_text_atomic(directory / CREATOR_FILE, json.dumps({"host": os.uname().nodename, "pid": os.getpid()}))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_published(uid: str) -> bool:
+    meta = read_meta(map_directory(uid))
+    return bool(meta and meta.get("submitted"))
+
+
+def reservation_is_stale(tag: str) -> bool:
+    """True if the tag points at a map whose creation died (kill -9, power loss)."""
+    uid = uid_for_tag(tag)
+    if uid is None:
+        return False
+    if is_published(uid):
+        return False
+    for directory in (map_directory(uid), map_directory(uid).with_name(f".building-{uid}")):
+        try:
+            creator = json.loads((directory / CREATOR_FILE).read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        if creator.get("host") == os.uname().nodename:
+            return not _pid_alive(int(creator.get("pid", 0)))
+        return False  # being built on another host: cannot tell, so respect it
+    try:
+        age = time.time() - tag_path(tag).stat().st_mtime
+    except FileNotFoundError:
+        return False
+    return age > RESERVATION_GRACE_SECONDS
+
+
+def take_over_stale(tag: str) -> bool:
+    """Remove a dead creator's tag and half-built directories; True if it did."""
+    if not reservation_is_stale(tag):
+        return False
+    uid = uid_for_tag(tag)
+    if uid:
+        store.remove_tree(map_directory(uid).with_name(f".building-{uid}"))
+        store.remove_tree(map_directory(uid))
+        release_tag(tag, uid)
+    return True
+
+
 def reserve_tag(tag: str, uid: str) -> None:
     store.make_dir(tags_dir())
-    if not store.create_exclusive(tag_path(tag), uid.encode()):
-        raise exceptions.TagAlreadyExists(
-            f"a map with tag {tag!r} already exists; load it with htmap.load({tag!r}), remove it with "
-            f"htmap.remove({tag!r}), or choose another tag"
-        )
+    if store.create_exclusive(tag_path(tag), uid.encode()):
+        return
+    if take_over_stale(tag) and store.create_exclusive(tag_path(tag), uid.encode()):
+        return
+    raise exceptions.TagAlreadyExists(
+        f"a map with tag {tag!r} already exists; load it with htmap.load({tag!r}), remove it with "
+        f"htmap.remove({tag!r}), or choose another tag"
+    )
 
 
 def release_tag(tag: str, uid: str) -> None:

@@ -73,3 +73,8 @@ def unpicklable(_):
 def sleep_then(x, seconds=0.05):
     time.sleep(seconds)
     return x
+
+
+def exit_after_print(text):
+    print(text, file=sys.stderr, flush=True)
+    os._exit(7)

@@ -1,7 +1,6 @@
 """Helpers shared by the tests: waiting on conditions with deadlines, finding processes."""
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,11 +18,15 @@ def wait_until(condition, timeout: float = 30.0, interval: float = 0.02, message
 
 
 def supervisor_pids(htmap_dir: Path):
-    """PIDs of local-engine supervisors serving ``htmap_dir`` (from the process table)."""
-    out = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    """PIDs of local-engine supervisors serving ``htmap_dir`` (from /proc, full command lines)."""
     pids = []
-    for line in out.splitlines()[1:]:
-        pid, _, args = line.strip().partition(" ")
-        if "htmap.engines.local.supervisor" in args and str(htmap_dir) in args.split():
-            pids.append(int(pid))
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"htmap.engines.local.supervisor" in args and str(htmap_dir).encode() in args:
+            pids.append(int(entry.name))
     return pids

@@ -97,9 +97,13 @@ def format_event(t: float, component: int, kind: str, extra: Optional[Dict[str, 
 def parse_events(data: bytes) -> Iterator[Tuple[float, int, int, str, Dict[str, Any]]]:
     """(time, first, count, kind, extra) for each complete line."""
     for line in data.decode("utf-8", "replace").splitlines():
-        t, comp, kind, extra = line.split(" ", 3)
-        first, _, count = comp.partition("+")
-        yield float(t), int(first), int(count or 1), kind, (json.loads(extra) if extra != "-" else {})
+        try:
+            t, comp, kind, extra = line.split(" ", 3)
+            first, _, count = comp.partition("+")
+            parsed = float(t), int(first), int(count or 1), kind, (json.loads(extra) if extra != "-" else {})
+        except ValueError:
+            continue  # never written by this version; skip rather than stop reading
+        yield parsed
 
 
 def to_component_event(t: float, first: int, count: int, kind: str, extra: Dict[str, Any]) -> ComponentEvent:

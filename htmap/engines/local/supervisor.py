@@ -49,7 +49,8 @@ class Job:
         self.recover()
 
     def recover(self) -> None:
-        data, _ = protocol.read_new(self.events_path, 0)
+        data, end = protocol.read_new(self.events_path, 0)
+        self.drop_torn_tail(end)
         for _t, first, count, kind, _extra in protocol.parse_events(data):
             new = _STATE_AFTER.get(kind)
             if new is not None:
@@ -65,6 +66,14 @@ class Job:
                     self.log(now, c, "evicted", reason="htmap's local supervisor stopped while this "
                              "component ran; it runs again")
         self.pending.extend(c for c, s in enumerate(self.state) if s == PENDING)
+
+    def drop_torn_tail(self, end: int) -> None:
+        """A supervisor killed mid-append may leave half a line: cut it before appending."""
+        try:
+            if self.events_path.stat().st_size > end:
+                os.truncate(self.events_path, end)
+        except FileNotFoundError:
+            pass
 
     def log(self, t: float, component: int, kind: str, count: int = 1, **extra) -> None:
         self.lines.append(protocol.format_event(t, component, kind, extra, count))

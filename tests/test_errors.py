@@ -1,0 +1,98 @@
+"""Errors: Python exceptions become reports; components that die say why."""
+import os
+import subprocess
+import sys
+
+import cloudpickle
+import pytest
+
+import htmap
+from htmap import ComponentStatus, exceptions
+from tests import funcs
+
+T = 60
+
+
+def test_exception_becomes_component_error_with_report():
+    m = htmap.map(funcs.fail_on, range(5), tag="fails")
+    with pytest.raises(exceptions.MapComponentError) as info:
+        m.wait(timeout=T)
+    assert "component input 3 is bad" in str(info.value)
+    m.wait(timeout=T, errors_ok=True)
+    assert m.component_statuses[3] is ComponentStatus.ERRORED
+    assert [e.component for e in m.errors] == [3]
+    err = m.get_err(3)
+    assert err.exception_msg == "component input 3 is bad"
+    assert err.exception_type.endswith("ValueError")
+    frame = err.stack_summary[-1]
+    assert "raise ValueError" in frame["line"]
+    assert frame["locals"]["x"] == "3"
+    assert len(frame["locals"]["local_note"]) < 300  # long reprs are shortened
+    assert err.node_info["hostname"] and err.python_info["version"]
+    assert isinstance(err.scratch_dir_contents, list)
+    report = err.report()
+    assert "component 3 of map fails" in report and "ValueError" in report and "raise ValueError" in report
+    assert m.error_reports() == [report]
+    assert "ValueError: component input 3 is bad" in m.stderr[3]  # traceback also in stderr
+    with pytest.raises(exceptions.MapComponentError):
+        m.get(3)
+    with pytest.raises(exceptions.MapComponentError):
+        list(m)
+    with pytest.raises(exceptions.InvalidOutputStatus):
+        m.get_err(0)
+    assert m.get(4) == 4
+
+
+def test_errors_never_block_on_unfinished_components(tmp_path):
+    m = htmap.starmap(funcs.fail_on, args=[(3,)]).__class__  # noqa: just the type
+    m = htmap.map(funcs.wait_for_file, [str(tmp_path / "never")], tag="blocked")
+    assert m.errors == []
+    m.remove()
+
+
+@pytest.mark.parametrize("func, expected", [
+    (funcs.exit_hard, "exited with code 3"),
+    (funcs.kill_self, "signal 9"),
+    (funcs.segfault, "SIGSEGV"),
+])
+def test_component_dying_without_output_says_why(func, expected):
+    m = htmap.map(func, [3], tag="dies")
+    m.wait(timeout=T, errors_ok=True)
+    assert m.component_statuses[0] is ComponentStatus.ERRORED
+    err = m.get_err(0)
+    assert expected in err.exception_msg
+    assert "died without output" in err.report()
+
+
+def test_unpicklable_return_value_is_reported():
+    m = htmap.map(funcs.unpicklable, [1], tag="nopickle")
+    m.wait(timeout=T, errors_ok=True)
+    err = m.get_err(0)
+    assert "pickle" in (err.exception_msg + err.exception_type).lower()
+    assert "lock" in err.exception_msg.lower()
+
+
+def test_stderr_tail_is_in_death_report():
+    m = htmap.map(funcs.exit_after_print, ["last words before dying"], tag="tail")
+    m.wait(timeout=T, errors_ok=True)
+    err = m.get_err(0)
+    assert "last words before dying" in err.report()
+
+
+def test_runner_without_cloudpickle_writes_a_report(tmp_path):
+    """The runner on a Python with no cloudpickle (``-S`` hides site-packages) still reports."""
+    from htmap import jobfiles, runner
+
+    func = tmp_path / "func"
+    func.write_bytes(cloudpickle.dumps(funcs.double))
+    inp = tmp_path / "0.in"
+    inp.write_bytes(cloudpickle.dumps(((1,), {})))
+    out = tmp_path / "out"
+    out.mkdir()
+    env = dict(os.environ, PYTHONPATH="")
+    proc = subprocess.run([sys.executable, "-S", runner.__file__, str(func), str(inp), "0", str(out)],
+                          capture_output=True, text=True, env=env, timeout=T)
+    kind, report = jobfiles.read_output(out / "0.out")
+    assert kind == "ERR"
+    assert "cloudpickle" in report["exception_msg"]
+    assert "install" in report["exception_msg"]
