@@ -1,17 +1,55 @@
-"""Names of the ways Python reaches an execute node (engines give them meaning)."""
+"""Delivery methods: how Python reaches an execute node (engines give them meaning).
+
+Built in: ``assume``, ``shared``, ``docker``, ``singularity``, ``transplant`` (see
+``htmap.engines.htcondor.delivery`` for what each writes). Users add their own with
+``register_delivery_method``, which accepts HTMap 0.6's signature::
+
+    register_delivery_method(name, options_func, setup_func=None)
+
+``options_func(tag, map_dir) -> dict`` returns submit descriptors merged over htmap's
+own (so a method may set ``executable``, ``transfer_input_files``, ``container_image``...);
+``setup_func(tag, map_dir)``, if given, runs once per submission before the map is
+submitted. ``register_delivery_method(name)`` alone just makes ``name`` a valid
+``DELIVERY_METHOD`` (for engines that need nothing more).
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Dict, Optional
 
 from . import exceptions
 
 BUILTIN_DELIVERY_METHODS = ("assume", "shared", "docker", "singularity", "transplant")
-REGISTERED: Dict[str, Optional[Callable]] = {name: None for name in BUILTIN_DELIVERY_METHODS}
 
 
-def register_delivery_method(name: str, setup: Optional[Callable] = None) -> None:
-    """Make ``name`` a valid DELIVERY_METHOD; ``setup`` is for engines that use it (HTCondor)."""
-    REGISTERED[name] = setup
+@dataclass(frozen=True)
+class DeliveryMethod:
+    name: str
+    options_func: Optional[Callable] = None
+    setup_func: Optional[Callable] = None
+
+    @property
+    def builtin(self) -> bool:
+        return self.name in BUILTIN_DELIVERY_METHODS and self.options_func is None
+
+
+REGISTERED: Dict[str, DeliveryMethod] = {name: DeliveryMethod(name) for name in BUILTIN_DELIVERY_METHODS}
+
+
+def register_delivery_method(name: str, options_func: Optional[Callable] = None,
+                             setup_func: Optional[Callable] = None) -> None:
+    """Make ``name`` a valid DELIVERY_METHOD (HTMap 0.6 signature; both functions optional)."""
+    if not isinstance(name, str) or not name:
+        raise exceptions.UnknownPythonDeliveryMethod(f"a delivery method needs a non-empty name, not {name!r}")
+    for label, func in (("options_func", options_func), ("setup_func", setup_func)):
+        if func is not None and not callable(func):
+            raise TypeError(f"{label} of delivery method {name!r} must be callable, not {type(func).__name__}")
+    REGISTERED[name] = DeliveryMethod(name, options_func, setup_func)
+
+
+def get_delivery_method(name: str) -> DeliveryMethod:
+    check_delivery_method(name)
+    return REGISTERED[name]
 
 
 def check_delivery_method(name: str) -> str:

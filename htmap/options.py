@@ -14,7 +14,7 @@ RESERVED_KEYS = frozenset(k.lower() for k in (
     "submit_event_notes_attrs", "transfer_input_files", "transfer_output_files",
     "transfer_output_remaps", "output", "error", "initialdir", "jobbatchname", "batch_name",
     "should_transfer_files", "when_to_transfer_output", "component", "+component", "my.component",
-    "+ishtmapjob", "my.ishtmapjob", "queue", "array", "job_name",
+    "ishtmapjob", "+ishtmapjob", "my.ishtmapjob", "queue", "array", "job_name",
 ))
 
 SIZE_UNITS = {"": None, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 ** 2, "mb": 1024 ** 2,
