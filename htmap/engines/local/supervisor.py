@@ -19,12 +19,14 @@ import tempfile
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Deque, Dict, List, Optional
+from typing import Deque, Dict, List, Optional, Set, Tuple
 
 from ... import jobfiles, store
 from . import protocol
 
-NEW, PENDING, RUNNING, HELD, DONE, REMOVED, SUSPENDED = range(7)
+NEW, PENDING, RUNNING, HELD, DONE, REMOVED, SUSPENDED, ASSIGNED = range(8)
+# ASSIGNED: sent to a worker that has not started it yet (never logged; PENDING after a crash)
+PREFETCH = 2  # components a worker holds at once: it starts the next without a round trip
 _STATE_AFTER = {
     "submitted": PENDING, "released": PENDING, "evicted": PENDING, "running": RUNNING,
     "unsuspended": RUNNING, "suspended": SUSPENDED, "completed": DONE, "errored": DONE,
@@ -102,11 +104,11 @@ class Job:
         return None
 
     def finished(self) -> bool:
-        return not any(s in self.state for s in (PENDING, RUNNING, SUSPENDED, HELD))
+        return not any(s in self.state for s in (PENDING, RUNNING, SUSPENDED, HELD, ASSIGNED))
 
 
 class Worker:
-    """A warm worker process and the component it is running, if any."""
+    """A warm worker process and the components sent to it (the first may be running)."""
 
     def __init__(self, python: str, scratch_root: str):
         self.capture_dir = tempfile.mkdtemp(prefix="worker-", dir=scratch_root)
@@ -126,18 +128,49 @@ class Worker:
             os.close(err)
             child.close()
         self.conn = Connection(parent.detach())
-        self.job: Optional[Job] = None
-        self.component: Optional[int] = None
+        self.assigned: Deque[Tuple[Job, int]] = collections.deque()  # in the order the worker runs them
+        self.current: Optional[Tuple[Job, int]] = None  # started and not finished
+        self.cancelling: Set[Tuple[str, int]] = set()
         self.started = 0.0
         self.stopped_on_purpose = False
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.assigned)
+
+    @property
+    def job(self) -> Optional[Job]:
+        return self.current[0] if self.current else None
+
+    @property
+    def component(self) -> Optional[int]:
+        return self.current[1] if self.current else None
+
+    def holds(self, job: Job) -> bool:
+        return any(j is job for j, _ in self.assigned)
 
     def fileno(self) -> int:
         return self.conn.fileno()
 
-    def run(self, job: Job, component: int, scratch_root: str) -> None:
-        self.job, self.component, self.started = job, component, time.time()
-        self.stopped_on_purpose = False
-        self.conn.send(("run", job.job_id, str(job.directory), component, job.sys_path, scratch_root))
+    def send(self, job: Job, component: int) -> None:
+        self.assigned.append((job, component))
+        job.state[component] = ASSIGNED
+        self.conn.send(("run", job.job_id, str(job.directory), component, job.sys_path))
+
+    def cancel(self, job: Job, component: int) -> None:
+        """Ask the worker to drop a component it has not started."""
+        self.cancelling.add((job.job_id, component))
+        try:
+            self.conn.send(("cancel", job.job_id, component))
+        except OSError:
+            pass
+
+    def forget(self, job_id: str, component: int) -> Optional[Job]:
+        for item in self.assigned:
+            if item[0].job_id == job_id and item[1] == component:
+                self.assigned.remove(item)
+                return item[0]
+        return None
 
     def signal(self, sig: int) -> None:
         try:
@@ -148,11 +181,6 @@ class Worker:
     def close(self) -> None:
         self.signal(signal.SIGKILL)
         self.conn.close()
-        try:
-            self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            pass
-        shutil.rmtree(self.capture_dir, ignore_errors=True)
 
 
 def describe_exit(returncode: Optional[int]) -> str:
@@ -221,7 +249,7 @@ class Supervisor:
                     idle_since = now
                 elif now - idle_since > self.idle_exit and self.try_exit():
                     return 0
-                ready = wait([self.listener, *[w for w in self.workers if w.component is not None]],
+                ready = wait([self.listener, *[w for w in self.workers if w.busy]],
                              timeout=SCAN_INTERVAL)
                 for obj in ready:
                     if obj is self.listener:
@@ -251,7 +279,7 @@ class Supervisor:
             conn.close()
 
     def busy(self) -> bool:
-        return any(w.component is not None for w in self.workers) or any(j.pending and PENDING in j.state for j in self.jobs.values())
+        return any(w.busy for w in self.workers) or any(j.pending and PENDING in j.state for j in self.jobs.values())
 
     # -- requests ---------------------------------------------------------------
     def load_job(self, reg: dict) -> Optional[Job]:
@@ -308,26 +336,36 @@ class Supervisor:
     def control(self, job: Job, action: str, components: Optional[List[int]], reason: Optional[str]) -> None:
         now = time.time()
         targets = range(job.n) if components is None else components
-        running = {w.component: w for w in self.workers if w.job is job and w.component is not None}
+        holders = {c: w for w in self.workers for j, c in w.assigned if j is job}
         for c in targets:
             s = job.state[c]
-            if action == "hold" and s in (PENDING, RUNNING, SUSPENDED):
-                self.stop(running.get(c))
+            worker = holders.get(c)
+            if action == "hold" and s in (PENDING, ASSIGNED, RUNNING, SUSPENDED):
+                self.withdraw(worker, job, c)
                 job.log(now, c, "held", reason=reason or "held by the user (htmap hold)", code=1)
             elif action == "release" and s == HELD:
                 job.log(now, c, "released")
             elif action == "remove" and s not in (DONE, REMOVED):
-                self.stop(running.get(c))
+                self.withdraw(worker, job, c)
                 job.log(now, c, "removed", reason=reason or "removed by the user")
             elif action == "vacate" and s in (RUNNING, SUSPENDED):
-                self.stop(running.get(c))
+                self.withdraw(worker, job, c)
                 job.log(now, c, "evicted", reason=reason or "vacated by the user (htmap vacate); it runs again")
-            elif action == "pause" and s == RUNNING and c in running:
-                running[c].signal(signal.SIGSTOP)
+            elif action == "pause" and s == RUNNING and worker is not None and worker.current == (job, c):
+                worker.signal(signal.SIGSTOP)
                 job.log(now, c, "suspended", reason=reason or "paused by the user")
-            elif action == "resume" and s == SUSPENDED and c in running:
-                running[c].signal(signal.SIGCONT)
+            elif action == "resume" and s == SUSPENDED and worker is not None and worker.current == (job, c):
+                worker.signal(signal.SIGCONT)
                 job.log(now, c, "unsuspended")
+
+    def withdraw(self, worker: Optional[Worker], job: Job, c: int) -> None:
+        """Take a component away from its worker: stop it if running, else cancel it."""
+        if worker is None:
+            return
+        if worker.current == (job, c):
+            self.stop(worker)
+        else:
+            worker.cancel(job, c)
 
     def stop(self, worker: Optional[Worker]) -> None:
         if worker is None:
@@ -339,7 +377,7 @@ class Supervisor:
     def drop(self, job: Job) -> None:
         """The job's directory is gone (its map was removed): forget it."""
         for w in self.workers:
-            if w.job is job and w.component is not None:
+            if w.holds(job):
                 self.stop(w)
         self.jobs.pop(job.job_id, None)
         try:
@@ -349,26 +387,28 @@ class Supervisor:
 
     # -- running ----------------------------------------------------------------
     def dispatch(self) -> None:
-        jobs = [j for j in self.jobs.values() if j.pending]
-        while jobs:
-            worker = self.free_worker()
-            if worker is None:
-                return
-            job = jobs[self.rr % len(jobs)]
-            self.rr += 1
-            c = job.next_pending()
-            if c is None:
-                jobs.remove(job)
-                continue
-            job.log(time.time(), c, "running")
-            worker.run(job, c, self.scratch_root)
+        """Give pending components to workers: idle ones first, then one more each (prefetch)."""
+        for depth in range(1, PREFETCH + 1):
+            jobs = [j for j in self.jobs.values() if j.pending]
+            while jobs:
+                worker = self.worker_with_room(depth)
+                if worker is None:
+                    break
+                job = jobs[self.rr % len(jobs)]
+                self.rr += 1
+                c = job.next_pending()
+                if c is None:
+                    jobs.remove(job)
+                    continue
+                worker.send(job, c)
 
-    def free_worker(self) -> Optional[Worker]:
+    def worker_with_room(self, depth: int) -> Optional[Worker]:
+        """A live worker holding fewer than ``depth`` components, starting one if allowed."""
         for w in self.workers:
-            if w.component is None and w.proc.poll() is None:
+            if len(w.assigned) < depth and not w.stopped_on_purpose and w.proc.poll() is None:
                 return w
-        self.workers = [w for w in self.workers if w.component is not None or w.proc.poll() is None]
-        if len(self.workers) < self.max_workers:
+        self.workers = [w for w in self.workers if w.busy or w.proc.poll() is None]
+        if depth == 1 and len(self.workers) < self.max_workers:
             w = Worker(self.python, self.scratch_root)
             self.workers.append(w)
             return w
@@ -376,23 +416,43 @@ class Supervisor:
 
     def on_worker_message(self, worker: Worker) -> None:
         try:
-            msg = worker.conn.recv()
+            while True:
+                self.handle_message(worker, worker.conn.recv())
+                if not worker.conn.poll():
+                    return
         except (EOFError, OSError):
             self.on_worker_death(worker)
+
+    def handle_message(self, worker: Worker, msg: tuple) -> None:
+        kind, job_id, component = msg[0], msg[1], msg[2]
+        if kind == "skipped":
+            worker.cancelling.discard((job_id, component))
+            worker.forget(job_id, component)
             return
-        _, _job_id, component, kind, runtime, memory_mb = msg
-        job = worker.job
-        worker.job, worker.component = None, None
-        if job is not None and job.state[component] == RUNNING:
-            job.log(time.time(), component, kind, runtime=round(runtime, 6), memory_mb=memory_mb)
+        job = next((j for j, c in worker.assigned if j.job_id == job_id and c == component), None)
+        if job is None:
+            return
+        if kind == "start":
+            worker.current, worker.started = (job, component), msg[3]
+            if (job_id, component) in worker.cancelling:
+                self.stop(worker)  # it started before it saw the cancel; already logged held/removed
+            elif job.state[component] == ASSIGNED:
+                job.log(msg[3], component, "running")
+        elif kind == "done":
+            _, _, _, result, runtime, memory_mb = msg
+            worker.forget(job_id, component)
+            worker.current = None
+            if job.state[component] == RUNNING:
+                job.log(time.time(), component, result, runtime=round(runtime, 6), memory_mb=memory_mb)
 
     def on_worker_death(self, worker: Worker) -> None:
         try:
             returncode = worker.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             returncode = None
+        if worker in self.workers:
+            self.workers.remove(worker)
         job, c = worker.job, worker.component
-        self.workers.remove(worker)
         if job is not None and c is not None and not worker.stopped_on_purpose and job.state[c] == RUNNING:
             logs = job.directory / "logs"
             stderr_tail = jobfiles.tail(Path(worker.stderr_path))
@@ -406,13 +466,19 @@ class Supervisor:
             except FileNotFoundError:
                 pass
             job.log(time.time(), c, "errored", reason=message, runtime=round(time.time() - worker.started, 6))
+        for other_job, other in worker.assigned:  # sent but never started: back in the queue
+            if other_job.state[other] == ASSIGNED:
+                other_job.state[other] = PENDING
+                other_job.pending.appendleft(other)
+        worker.assigned.clear()
+        worker.current = None
         worker.close()
 
     def flush(self) -> None:
         for job in list(self.jobs.values()):
             if not job.flush():
                 self.drop(job)
-            elif job.finished() and not any(w.job is job for w in self.workers):
+            elif job.finished() and not any(w.holds(job) for w in self.workers):
                 self.jobs.pop(job.job_id)
                 try:
                     os.unlink(self.paths.active / f"{job.job_id}.json")

@@ -4,6 +4,7 @@ Started by the supervisor as ``python worker.py RUNNER_PATH CONN_FD`` with its s
 and stderr pointing at capture files; imports only the stdlib, cloudpickle and the
 runner, so it starts fast and user modules named like htmap's cannot clash.
 """
+import collections
 import importlib.util
 import os
 import shutil
@@ -75,6 +76,19 @@ def save_capture(fd, destination):
     return size
 
 
+def empty_directory(path):
+    """Remove what a component left in its scratch directory (usually nothing)."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(entry.path)
+                except FileNotFoundError:
+                    pass
+
+
 class FunctionCache:
     def __init__(self, runner, size=8):
         self.runner = runner
@@ -99,24 +113,42 @@ class FunctionCache:
         return func
 
 
+def receive(conn, queue):
+    """Take every message waiting (blocking only when there is nothing to run); False on exit."""
+    while not queue or conn.poll():
+        msg = conn.recv()
+        if msg[0] == "exit":
+            return False
+        if msg[0] == "run":
+            queue.append(msg[1:])
+        elif msg[0] == "cancel":
+            for item in queue:
+                if item[0] == msg[1] and item[2] == msg[2]:
+                    queue.remove(item)
+                    conn.send(("skipped", msg[1], msg[2]))
+                    break
+    return True
+
+
 def main(runner_path, conn_fd):
     die_with_parent()
     runner = load_runner(runner_path)
     conn = Connection(conn_fd)
     home = os.getcwd()
     cache = FunctionCache(runner)
+    scratch = os.path.join(home, "scratch")  # reused: a directory per component is slow on AFS/NFS
+    os.makedirs(scratch, exist_ok=True)
+    queue = collections.deque()  # the supervisor sends the next component before this one ends
     while True:
         try:
-            msg = conn.recv()
+            if not receive(conn, queue):
+                return 0
         except (EOFError, OSError):
             return 0
-        if msg[0] == "exit":
-            return 0
-        _, job_id, directory, component, sys_path, scratch_root = msg
+        job_id, directory, component, sys_path = queue.popleft()
+        conn.send(("start", job_id, component, time.time()))
         func = cache.get(job_id, directory, sys_path)
         reset_peak_memory()
-        scratch = os.path.join(scratch_root, "%s-%d" % (job_id, component))
-        os.makedirs(scratch, exist_ok=True)
         os.chdir(scratch)
         started = time.time()
         data = runner.load_and_run(os.path.join(directory, "func"), os.path.join(directory, "inputs"),
@@ -129,7 +161,7 @@ def main(runner_path, conn_fd):
         save_capture(2, os.path.join(logs, "%d.stderr" % component))
         runner.write_output(os.path.join(directory, "outputs"), component, data)
         os.chdir(home)
-        shutil.rmtree(scratch, ignore_errors=True)
+        empty_directory(scratch)
         kind = "completed" if data.startswith(runner.OK) else "errored"
         conn.send(("done", job_id, component, kind, runtime, peak_memory_mb()))
 

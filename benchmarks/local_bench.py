@@ -1,0 +1,109 @@
+"""Local-engine figures from issue 2, measured in one run of this script.
+
+1. 10,000 trivial components, submit to last result, against
+   ``ProcessPoolExecutor().map(double, range(10_000), chunksize=1)`` (target: ratio <= 2).
+2. ``htmap.map`` over 100,000 components: time to return and the submitting process's peak RSS
+   (targets: a few seconds, < 300 MB).
+3. ``status()`` of a finished 100,000-component map in a new process (target: < 1 s).
+
+Usage: python3 benchmarks/local_bench.py [--small]   (HTMAP_DIR is a fresh temporary directory)
+"""
+import argparse
+import concurrent.futures
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_funcs import double  # noqa: E402  (importable by workers and pool processes)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def bench_pool(n: int) -> float:
+    start = time.perf_counter()
+    with concurrent.futures.ProcessPoolExecutor() as pool:
+        results = list(pool.map(double, range(n), chunksize=1))
+    elapsed = time.perf_counter() - start
+    assert results[-1] == 2 * (n - 1)
+    return elapsed
+
+
+def bench_htmap(n: int) -> float:
+    import htmap
+
+    start = time.perf_counter()
+    m = htmap.map(double, range(n), tag=f"bench-{n}")
+    results = list(m.iter(timeout=600))
+    elapsed = time.perf_counter() - start
+    assert results[-1] == 2 * (n - 1)
+    return elapsed
+
+
+def bench_submit(n: int):
+    import htmap
+
+    rss_before = peak_rss_mb()
+    start = time.perf_counter()
+    m = htmap.map(double, range(n), tag="bench-submit")
+    elapsed = time.perf_counter() - start
+    return m, elapsed, rss_before, peak_rss_mb()
+
+
+STATUS_SNIPPET = """
+import time, htmap
+start = time.perf_counter()
+m = htmap.load("bench-submit")
+text = m.status()
+counts = m.status_counts
+elapsed = time.perf_counter() - start
+print(elapsed, counts[htmap.ComponentStatus.COMPLETED])
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--small", action="store_true", help="10x smaller sizes, for a quick look")
+    args = parser.parse_args()
+    scale = 10 if args.small else 1
+    n_fast, n_big = 10_000 // scale, 100_000 // scale
+
+    htmap_dir = tempfile.mkdtemp(prefix="htmap-bench-")
+    os.environ["HTMAP_DIR"] = htmap_dir
+    import htmap
+
+    htmap.settings["HTMAP_DIR"] = htmap_dir
+    htmap.settings["ENGINE"] = "local"
+    print(f"cpus: {os.cpu_count()}, HTMAP_DIR: {htmap_dir}")
+
+    # 1. throughput against ProcessPoolExecutor, same run; pool first, then htmap, then pool again
+    pool_a = bench_pool(n_fast)
+    ours = bench_htmap(n_fast)
+    pool_b = bench_pool(n_fast)
+    pool = min(pool_a, pool_b)
+    print(f"[1] {n_fast} components: ProcessPoolExecutor {pool:.2f} s (runs {pool_a:.2f}, {pool_b:.2f}), "
+          f"htmap local {ours:.2f} s, ratio {ours / pool:.2f} (target <= 2)")
+
+    # 2. submitting a large map
+    m, submit_s, rss_before, rss_after = bench_submit(n_big)
+    print(f"[2] htmap.map over {n_big} components returned in {submit_s:.2f} s; "
+          f"peak RSS of the submitting process {rss_after:.0f} MB (was {rss_before:.0f} MB before; target < 300 MB)")
+    wait_start = time.perf_counter()
+    m.wait(timeout=3600)
+    print(f"    ... all {n_big} ran in {time.perf_counter() - wait_start:.1f} s more")
+
+    # 3. status of the finished map, from a new process
+    out = subprocess.run([sys.executable, "-c", STATUS_SNIPPET], capture_output=True, text=True,
+                         env={**os.environ, "HTMAP_ENGINE": "local"}, check=True).stdout.split()
+    print(f"[3] status() of the finished {n_big}-component map in a new process: {float(out[0]):.3f} s "
+          f"({out[1]} completed; target < 1 s)")
+    htmap.clean(all=True)
+
+
+if __name__ == "__main__":
+    main()
