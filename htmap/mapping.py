@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import delivery, engines, exceptions, jobfiles, mapstore, store, tags
+from . import delivery, engines, exceptions, jobfiles, mapstore, store, tags, transfer
 from .engines import JobSet
 from .maps import Map
 from .options import MapOptions, resolve
@@ -172,18 +172,23 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
         mapstore.write_creator(building)
         jobfiles.layout(building)
         jobfiles.write_function(building, func)
+        arg_files: Dict[int, List[str]] = {}  # TransferPaths found in each component's arguments
         with jobfiles.InputWriter(building / "inputs") as writer:
             for args, kwargs in _checked_inputs(iter(pairs)):
+                args, kwargs, specs = transfer.extract_transfer_paths(args, kwargs)
+                if specs:
+                    arg_files[writer.count] = specs
                 writer.add(args, kwargs)
         n = writer.count
         if n == 0:
             raise exceptions.EmptyMap("the map has no inputs; give it at least one")
         fixed, per_component = resolve(options, n)
+        fixed_files = [transfer.to_spec(p) for p in options.fixed_input_files]
         job_fields = dict(
             job_id=uid, name=tag, num_components=n, fixed=fixed, per_component=per_component,
             custom=dict(options.custom_options), settings=_engine_settings(),
-            fixed_input_files=[str(p) for p in options.fixed_input_files],
-            input_files=_per_component_files(options.input_files),
+            fixed_input_files=fixed_files,
+            input_files=_per_component_files(options.input_files, arg_files, fixed_files, n),
             output_remaps=_per_component_remaps(options.output_remaps, n),
         )
         engine = engines.make_engine(engine_name, job_fields["settings"])
@@ -217,15 +222,19 @@ def _free_random_tag() -> str:
     raise exceptions.HTMapException("could not find a free random tag; clean up transient maps with htmap.clean()")
 
 
-def _per_component_files(input_files) -> Optional[List[List[str]]]:
-    if input_files is None:
+def _per_component_files(input_files, arg_files: Dict[int, List[str]], fixed_files: List[str],
+                         n: int) -> Optional[List[List[str]]]:
+    """Each component's own input files (from map options and TransferPath arguments), or None."""
+    if input_files is None and not arg_files:
+        transfer.check_name_collisions(fixed_files, 0)
         return None
-    out = []
-    for entry in input_files:
-        if isinstance(entry, (list, tuple)):
-            out.append([str(p) for p in entry])
-        else:
-            out.append([str(entry)])
+    out: List[List[str]] = []
+    for c in range(n):
+        entry = input_files[c] if input_files is not None else []
+        entries = entry if isinstance(entry, (list, tuple)) else [entry]
+        specs = [transfer.to_spec(p) for p in entries] + arg_files.get(c, [])
+        transfer.check_name_collisions(fixed_files + specs, c)
+        out.append(specs)
     return out
 
 
@@ -233,5 +242,6 @@ def _per_component_remaps(remaps, n: int) -> Optional[List[Dict[str, str]]]:
     if remaps is None:
         return None
     if isinstance(remaps, dict):
-        return [{k: str(v) for k, v in remaps.items()}] * n
-    return [{k: str(v) for k, v in r.items()} for r in remaps]
+        one = {str(k): transfer.to_spec(v) for k, v in remaps.items()}
+        return [one] * n
+    return [{str(k): transfer.to_spec(v) for k, v in r.items()} for r in remaps]

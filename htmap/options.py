@@ -70,7 +70,43 @@ def parse_duration(value: Any, key: str = "max_runtime") -> int:
     )
 
 
+def _non_negative_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise exceptions.InvalidOption(f"{key}={value!r} must be a whole number, 0 or more")
+    return int(value)
+
+
+def _factor(value: Any, key: str) -> float:
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        f = 0.0
+    if isinstance(value, bool) or f < 1:
+        raise exceptions.InvalidOption(f"{key}={value!r} must be a number of at least 1 (e.g. 2 doubles the memory)")
+    return f
+
+
+def exception_names(value: Any) -> List[str]:
+    """``retry_exceptions``: exception classes or names, as a list of names."""
+    if isinstance(value, (str, type)):
+        value = [value]
+    names = []
+    for v in value:
+        if isinstance(v, type) and issubclass(v, BaseException):
+            names.append(v.__name__)
+        elif isinstance(v, str):
+            names.extend(n.strip() for n in v.split(",") if n.strip())
+        else:
+            raise exceptions.InvalidOption(f"retry_exceptions: {v!r} is not an exception class or name")
+    return names
+
+
+# options that are one value for the whole map even when given as a list
+WHOLE_MAP_OPTIONS = {"retry_exceptions": exception_names}
+
 NORMALIZERS = {
+    "max_retries": lambda v: _non_negative_int(v, "max_retries"),
+    "retry_memory_factor": lambda v: _factor(v, "retry_memory_factor"),
     "request_memory": lambda v: parse_size(v, "MB", "request_memory"),
     "request_disk": lambda v: parse_size(v, "KB", "request_disk"),
     "request_cpus": lambda v: _positive_int(v, "request_cpus"),
@@ -131,6 +167,8 @@ class MapOptions(collections.UserDict):
 
     def __setitem__(self, key: str, value: Any) -> None:
         check_reserved(key)
+        if key in WHOLE_MAP_OPTIONS:
+            value = WHOLE_MAP_OPTIONS[key](value)
         if key in NORMALIZERS:
             for v in (value if _is_per_component(value) else [value]):
                 NORMALIZERS[key](v)  # fail now, with a clear message
@@ -189,7 +227,9 @@ def resolve(options: MapOptions, num_components: int) -> Tuple[Dict[str, Any], D
     per: Dict[str, List[Any]] = {}
     for key, value in options.data.items():
         norm = NORMALIZERS.get(key, lambda v: v)
-        if _is_per_component(value):
+        if key in WHOLE_MAP_OPTIONS:
+            fixed[key] = WHOLE_MAP_OPTIONS[key](value)
+        elif _is_per_component(value):
             if len(value) != num_components:
                 raise exceptions.MisalignedInputData(
                     f"map option {key!r} has {len(value)} values but the map has {num_components} components; "

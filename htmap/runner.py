@@ -27,6 +27,8 @@ ERR = b"HTMAP1 ERR\n"
 INDEX_ENTRY = struct.Struct("<Q")
 MAX_REPR = 200
 TAIL_BYTES = 4000
+CHECKPOINT_DIR = "_htmap_checkpoint"
+TRANSFER_DIR = "_htmap_transfer"
 
 try:
     import cloudpickle
@@ -136,10 +138,35 @@ def error_report(component, kind, message, *, exc=None, scratch=None, started=No
     return report
 
 
+def restore_checkpoint(scratch):
+    """Put the files of the component's last checkpoint back into its working directory.
+
+    The checkpoint is ``$HTMAP_CHECKPOINT_DIR`` (engines that keep it outside the scratch
+    directory) or ``./_htmap_checkpoint``; ``.old`` is used if a crash interrupted a swap.
+    """
+    import shutil
+
+    source = os.environ.get("HTMAP_CHECKPOINT_DIR") or os.path.join(scratch, CHECKPOINT_DIR)
+    for candidate in (source, source + ".old"):
+        if os.path.isdir(candidate):
+            for name in os.listdir(candidate):
+                src, dest = os.path.join(candidate, name), os.path.join(scratch, name)
+                if os.path.isdir(src):
+                    shutil.copytree(src, dest, dirs_exist_ok=True)
+                else:
+                    shutil.copy2(src, dest)
+            return True
+    return False
+
+
 def run(func, args, kwargs, component, scratch):
     """Call the user's function; returns the bytes of the output file."""
     os.environ["HTMAP_ON_EXECUTE"] = "1"
     os.environ["HTMAP_COMPONENT"] = str(component)
+    try:
+        restore_checkpoint(scratch)
+    except OSError as e:
+        sys.stderr.write("htmap: could not restore the checkpoint: %s\n" % e)
     started = time.time()
     try:
         value = func(*args, **kwargs)

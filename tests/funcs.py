@@ -78,3 +78,75 @@ def sleep_then(x, seconds=0.05):
 def exit_after_print(text):
     print(text, file=sys.stderr, flush=True)
     os._exit(7)
+
+
+def read_text(path):
+    """Read a staged input file (relative to the component's working directory)."""
+    from pathlib import Path
+    return Path(path).read_text()
+
+
+def read_nested(data):
+    from pathlib import Path
+    return {k: Path(v[0]).read_text() for k, v in data.items()}
+
+
+def list_cwd(_=None):
+    out = []
+    for root, _dirs, files in os.walk("."):
+        for name in files:
+            out.append(os.path.relpath(os.path.join(root, name), "."))
+    return sorted(out)
+
+
+def make_outputs(x):
+    import htmap
+    from pathlib import Path
+    Path("sub").mkdir(exist_ok=True)
+    Path("sub/deep.txt").write_text(f"deep {x}")
+    Path("top.txt").write_text(f"top {x}")
+    htmap.transfer_output_files("sub/deep.txt", "top.txt")
+    return x
+
+
+def hold_memory(mb, seconds=60.0):
+    """Hold ``mb`` MB of real (touched) memory for a while."""
+    block = b"x" * (mb * 1024 * 1024)
+    time.sleep(seconds)
+    return len(block) // (1024 * 1024)
+
+
+def spawn_child_and_wait(marker_dir, release_path):
+    """Start a grandchild process (sleep), record both pids, then wait."""
+    import subprocess
+    child = subprocess.Popen(["sleep", "300"])
+    with open(os.path.join(marker_dir, f"pids-{os.getpid()}-{child.pid}"), "w"):
+        pass
+    wait_for_file(release_path)
+    return 0
+
+
+def counting_checkpoint(marker_dir, release_path, steps=5):
+    """Count steps, checkpointing each; block at step 2 until released (the test vacates it there)."""
+    import htmap
+    from pathlib import Path
+    state = Path("progress.txt")
+    done = int(state.read_text()) if state.exists() else 0
+    Path(marker_dir, f"resumed-at-{done}-{os.getpid()}").touch()
+    while done < steps:
+        done += 1
+        state.write_text(str(done))
+        htmap.checkpoint(state)
+        if done == 2:
+            wait_for_file(release_path)
+    return done
+
+
+def fail_first_time(counter_path):
+    from pathlib import Path
+    p = Path(counter_path)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if n == 0:
+        raise OSError("flaky storage")
+    return n + 1

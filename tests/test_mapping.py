@@ -53,7 +53,7 @@ def test_mapped_decorator_forms(style):
     elif style == "called":
         mf = htmap.mapped()(funcs.double)
     else:
-        mf = htmap.mapped(map_options=htmap.MapOptions(request_memory="10MB"))(funcs.double)
+        mf = htmap.mapped(map_options=htmap.MapOptions(request_memory="500MB"))(funcs.double)
     assert isinstance(mf, htmap.MappedFunction)
     assert mf(21) == 42  # a normal call still works
     assert list(mf.map(range(3), tag=f"mf-{style}").iter(timeout=T)) == [0, 2, 4]

@@ -40,6 +40,28 @@ class LocalEngine(Engine):
                 f"request_cpus={most} is more than the local engine's {self.max_workers} worker slots "
                 "(LOCAL.MAX_WORKERS); ask for fewer cpus or raise LOCAL.MAX_WORKERS"
             )
+        from ...transfer import is_url
+
+        files = list(job.fixed_input_files)
+        for per in job.input_files or ():
+            files.extend(per)
+        for spec in files:
+            if is_url(spec):
+                raise exceptions.InvalidOption(
+                    f"the local engine cannot fetch {spec}: it copies local files only; download it first "
+                    "and give the local path, or use a cluster engine"
+                )
+        seen = set()
+        for remaps in job.output_remaps or ():
+            if id(remaps) in seen:
+                continue
+            seen.add(id(remaps))
+            for name, dest in remaps.items():
+                if is_url(dest):
+                    raise exceptions.InvalidOption(
+                        f"output_remaps sends {name!r} to {dest}, but the local engine writes local files only "
+                        "(plain paths or file:// URLs); use a local destination or a cluster engine"
+                    )
 
     def _registration(self, job: JobSet) -> Dict[str, Any]:
         return {
@@ -74,6 +96,32 @@ class LocalEngine(Engine):
                 pass
             return
         self.ensure_supervisor()
+
+    def edit(self, job: JobSet, resource: str, value: Any, components: Optional[Sequence[int]] = None) -> None:
+        """Change a resource request; the supervisor applies it to components not yet finished."""
+        if resource not in ("request_memory", "request_disk"):
+            raise NotImplementedError(f"the local engine cannot edit {resource}")
+        self.paths.make()
+        req = self._registration(job)
+        req.update(action="edit", resource=resource, value=value,
+                   components=list(components) if components is not None else None)
+        protocol.write_request(self.paths.control, job.job_id, req)
+        if not self._job_active(job):
+            # nothing runs: record the edit directly, the supervisor reads it when it next runs the job
+            from .supervisor import Job
+
+            try:
+                Job.edit_offline(job.directory, resource, value, components)
+            finally:
+                for p in protocol.list_requests(self.paths.control):
+                    if p.name.startswith(job.job_id + "."):
+                        try:
+                            os.unlink(p)
+                        except FileNotFoundError:
+                            pass
+            return
+        self.ensure_supervisor()
+        self.wait_for_control(job)
 
     def wait_for_control(self, job: JobSet, timeout: float = 30.0) -> bool:
         """Block until the supervisor has carried out this job's pending actions."""

@@ -9,7 +9,10 @@ already published. It exits after a while with nothing to do.
 from __future__ import annotations
 
 import collections
+import json
+import math
 import os
+import pickle
 import shutil
 import signal
 import socket
@@ -19,7 +22,7 @@ import tempfile
 import time
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Deque, Dict, List, Optional, Set, Tuple
+from typing import Any, Deque, Dict, List, Optional, Set, Tuple
 
 from ... import jobfiles, store
 from . import protocol
@@ -48,12 +51,67 @@ class Job:
         self.pending: Deque[int] = collections.deque()
         self.lines: List[str] = []
         self.events_path = self.directory / "engine" / protocol.EVENTS_FILE
+        self.overrides_path = self.directory / "engine" / "overrides.json"
+        fields = load_job_fields(self.directory)
+        self.fixed: Dict[str, Any] = fields.get("fixed", {})
+        self.per: Dict[str, List[Any]] = fields.get("per_component", {})
+        self.fixed_files: List[str] = fields.get("fixed_input_files") or []
+        self.files: Optional[List[List[str]]] = fields.get("input_files")
+        self.remaps: Optional[List[Dict[str, str]]] = fields.get("output_remaps")
+        self.overrides: Dict[str, Dict[int, Any]] = self.load_overrides()
+        self.retries: Dict[int, int] = {}
         self.recover()
+
+    def option(self, name: str, c: int, default: Any = None) -> Any:
+        """A component's option: an edit (set_memory, a retry) wins over the map's options."""
+        edited = self.overrides.get(name)
+        if edited and c in edited:
+            return edited[c]
+        if name in self.per:
+            return self.per[name][c]
+        return self.fixed.get(name, default)
+
+    def cpus(self, c: int) -> int:
+        return int(self.option("request_cpus", c, 1) or 1)
+
+    def load_overrides(self) -> Dict[str, Dict[int, Any]]:
+        data = protocol.read_json(self.overrides_path) or {}
+        return {name: {int(c): v for c, v in values.items()} for name, values in data.items()}
+
+    def set_override(self, name: str, components: List[int], value: Any) -> None:
+        self.overrides.setdefault(name, {}).update((c, value) for c in components)
+        data = {k: {str(c): v for c, v in vals.items()} for k, vals in self.overrides.items()}
+        try:
+            store.write_text_atomic(self.overrides_path, json.dumps(data))
+        except FileNotFoundError:
+            pass  # the map was removed
+
+    @staticmethod
+    def edit_offline(directory: Path, resource: str, value: Any, components: Optional[List[int]]) -> None:
+        """Record an edit for a job no supervisor runs now (it is read when the job runs again)."""
+        path = directory / "engine" / "overrides.json"
+        data = protocol.read_json(path) or {}
+        if components is None:
+            with open(directory / "map.json") as f:
+                components = range(json.load(f)["num_components"])
+        data.setdefault(resource, {}).update((str(c), value) for c in components)
+        store.write_text_atomic(path, json.dumps(data))
+
+    def run_extras(self, c: int) -> Optional[Dict[str, Any]]:
+        """What a worker needs beyond the inputs: files to stage, remaps, the checkpoint place."""
+        files = self.fixed_files + (self.files[c] if self.files is not None else [])
+        return {
+            "files": files,
+            "remaps": self.remaps[c] if self.remaps is not None else {},
+            "checkpoint_dir": str(self.directory / "engine" / "checkpoints" / str(c)),
+        }
 
     def recover(self) -> None:
         data, end = protocol.read_new(self.events_path, 0)
         self.drop_torn_tail(end)
-        for _t, first, count, kind, _extra in protocol.parse_events(data):
+        for _t, first, count, kind, extra in protocol.parse_events(data):
+            if extra.get("retry"):
+                self.retries[first] = int(extra["retry"])
             new = _STATE_AFTER.get(kind)
             if new is not None:
                 self.state[first:first + count] = bytes([new]) * count
@@ -96,11 +154,12 @@ class Job:
         self.lines.clear()
         return True
 
-    def next_pending(self) -> Optional[int]:
+    def peek_pending(self) -> Optional[int]:
         while self.pending:
-            c = self.pending.popleft()
+            c = self.pending[0]
             if self.state[c] == PENDING:
                 return c
+            self.pending.popleft()
         return None
 
     def finished(self) -> bool:
@@ -132,11 +191,17 @@ class Worker:
         self.current: Optional[Tuple[Job, int]] = None  # started and not finished
         self.cancelling: Set[Tuple[str, int]] = set()
         self.started = 0.0
+        self.peak_mb = 0  # largest resident memory seen for the current component and its children
         self.stopped_on_purpose = False
 
     @property
     def busy(self) -> bool:
         return bool(self.assigned)
+
+    @property
+    def cost(self) -> int:
+        """Slots (cpus) this worker takes: its largest request among what it holds."""
+        return max((job.cpus(c) for job, c in self.assigned), default=0)
 
     @property
     def job(self) -> Optional[Job]:
@@ -155,7 +220,7 @@ class Worker:
     def send(self, job: Job, component: int) -> None:
         self.assigned.append((job, component))
         job.state[component] = ASSIGNED
-        self.conn.send(("run", job.job_id, str(job.directory), component, job.sys_path))
+        self.conn.send(("run", job.job_id, str(job.directory), component, job.sys_path, job.run_extras(component)))
 
     def cancel(self, job: Job, component: int) -> None:
         """Ask the worker to drop a component it has not started."""
@@ -181,6 +246,48 @@ class Worker:
     def close(self) -> None:
         self.signal(signal.SIGKILL)
         self.conn.close()
+
+
+HOLD_CODE_USER = 1  # HTCondor's UserRequest
+HOLD_CODE_INPUT = 13  # HTCondor's TransferInputError
+HOLD_CODE_MEMORY = 34  # HTCondor's JobOutOfResources (memory)
+HOLD_CODE_RUNTIME = 47  # a runtime limit (HTCondor's allowed_job_duration)
+LIMIT_CHECK_INTERVAL = 0.1
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
+
+
+def tree_rss_mb(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
+    total_pages, seen, todo = 0, set(), [pid]
+    while todo:
+        p = todo.pop()
+        if p in seen:
+            continue
+        seen.add(p)
+        try:
+            with open(f"/proc/{p}/statm") as f:
+                total_pages += int(f.read().split()[1])
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(x) for x in f.read().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total_pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
+
+
+def load_job_fields(directory: Path) -> Dict[str, Any]:
+    """The job set's options and files, as the core wrote them (job.pkl)."""
+    try:
+        with open(directory / "job.pkl", "rb") as f:
+            return pickle.load(f)
+    except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+        return {}
 
 
 def describe_exit(returncode: Optional[int]) -> str:
@@ -244,13 +351,16 @@ class Supervisor:
                     self.scan()
                     last_scan = now
                 self.dispatch()
+                limits = self.limits_active()
+                if limits:
+                    self.enforce_limits()
                 self.flush()
                 if self.busy():
                     idle_since = now
                 elif now - idle_since > self.idle_exit and self.try_exit():
                     return 0
                 ready = wait([self.listener, *[w for w in self.workers if w.busy]],
-                             timeout=SCAN_INTERVAL)
+                             timeout=LIMIT_CHECK_INTERVAL if limits else SCAN_INTERVAL)
                 for obj in ready:
                     if obj is self.listener:
                         self.accept_wakeups()
@@ -310,7 +420,10 @@ class Supervisor:
             self.apply_settings(req)
             job = self.load_job(req)
             if job is not None:
-                self.control(job, req["action"], req.get("components"), req.get("reason"))
+                if req["action"] == "edit":
+                    self.edit(job, req["resource"], req["value"], req.get("components"))
+                else:
+                    self.control(job, req["action"], req.get("components"), req.get("reason"))
                 if not job.flush():
                     self.drop(job)
             os.unlink(path)
@@ -333,6 +446,11 @@ class Supervisor:
             if job.state[c] in (NEW, DONE, REMOVED):
                 job.log(now, c, "submitted")
 
+    def edit(self, job: Job, resource: str, value: Any, components: Optional[List[int]]) -> None:
+        """Change a resource request of components that have not finished (set_memory, set_disk)."""
+        targets = range(job.n) if components is None else components
+        job.set_override(resource, list(targets), value)  # finished ones use it when rerun
+
     def control(self, job: Job, action: str, components: Optional[List[int]], reason: Optional[str]) -> None:
         now = time.time()
         targets = range(job.n) if components is None else components
@@ -342,7 +460,9 @@ class Supervisor:
             worker = holders.get(c)
             if action == "hold" and s in (PENDING, ASSIGNED, RUNNING, SUSPENDED):
                 self.withdraw(worker, job, c)
-                job.log(now, c, "held", reason=reason or "held by the user (htmap hold)", code=1)
+                job.log(now, c, "held", reason=reason or "held by the user (htmap hold)", code=HOLD_CODE_USER)
+            elif action == "edit":
+                continue
             elif action == "release" and s == HELD:
                 job.log(now, c, "released")
             elif action == "remove" and s not in (DONE, REMOVED):
@@ -387,28 +507,42 @@ class Supervisor:
 
     # -- running ----------------------------------------------------------------
     def dispatch(self) -> None:
-        """Give pending components to workers: idle ones first, then one more each (prefetch)."""
+        """Give pending components to workers within LOCAL.MAX_WORKERS slots (a component takes
+        request_cpus of them): idle workers first, then one more each (prefetch, 1-cpu only)."""
         for depth in range(1, PREFETCH + 1):
             jobs = [j for j in self.jobs.values() if j.pending]
             while jobs:
-                worker = self.worker_with_room(depth)
-                if worker is None:
-                    break
                 job = jobs[self.rr % len(jobs)]
-                self.rr += 1
-                c = job.next_pending()
+                c = job.peek_pending()
                 if c is None:
                     jobs.remove(job)
                     continue
+                cpus = job.cpus(c)
+                worker = self.worker_with_room(depth, cpus)
+                if worker is None:
+                    break
+                job.pending.popleft()
+                self.rr += 1
                 worker.send(job, c)
 
-    def worker_with_room(self, depth: int) -> Optional[Worker]:
-        """A live worker holding fewer than ``depth`` components, starting one if allowed."""
+    def slots_used(self) -> int:
+        return sum(w.cost for w in self.workers if w.busy)
+
+    def worker_with_room(self, depth: int, cpus: int) -> Optional[Worker]:
+        """A live worker that can take a component of ``cpus`` cpus now, starting one if allowed."""
+        if depth == 1:
+            if self.slots_used() + cpus > self.max_workers:
+                return None
+        elif cpus != 1:
+            return None
         for w in self.workers:
-            if len(w.assigned) < depth and not w.stopped_on_purpose and w.proc.poll() is None:
-                return w
+            if len(w.assigned) == depth - 1 and not w.stopped_on_purpose and w.proc.poll() is None:
+                if depth == 1 or w.cost == 1:
+                    return w
+        if depth > 1:
+            return None
         self.workers = [w for w in self.workers if w.busy or w.proc.poll() is None]
-        if depth == 1 and len(self.workers) < self.max_workers:
+        if len(self.workers) < self.max_workers:
             w = Worker(self.python, self.scratch_root)
             self.workers.append(w)
             return w
@@ -433,17 +567,90 @@ class Supervisor:
         if job is None:
             return
         if kind == "start":
-            worker.current, worker.started = (job, component), msg[3]
+            worker.current, worker.started, worker.peak_mb = (job, component), msg[3], 0
             if (job_id, component) in worker.cancelling:
                 self.stop(worker)  # it started before it saw the cancel; already logged held/removed
             elif job.state[component] == ASSIGNED:
                 job.log(msg[3], component, "running")
-        elif kind == "done":
-            _, _, _, result, runtime, memory_mb = msg
+        elif kind == "held":  # could not start, e.g. a missing input file
+            _, _, _, reason, code = msg
             worker.forget(job_id, component)
             worker.current = None
             if job.state[component] == RUNNING:
+                job.log(time.time(), component, "held", reason=reason, code=code)
+        elif kind == "done":
+            _, _, _, result, runtime, memory_mb, exception_type, exception_msg = msg
+            worker.forget(job_id, component)
+            worker.current = None
+            if job.state[component] != RUNNING:
+                return
+            memory_mb = max(memory_mb, worker.peak_mb)
+            if result == "errored" and exception_type and self.retry_exception(job, component, exception_type):
+                self.retry(job, component, f"raised {exception_type}: {exception_msg}", memory_mb=memory_mb)
+            else:
                 job.log(time.time(), component, result, runtime=round(runtime, 6), memory_mb=memory_mb)
+
+    # -- limits and retries ---------------------------------------------------
+    def retries_left(self, job: Job, c: int) -> bool:
+        return job.retries.get(c, 0) < int(job.option("max_retries", c, 0) or 0)
+
+    def retry_exception(self, job: Job, c: int, exception_type: str) -> bool:
+        wanted = job.option("retry_exceptions", c) or ()
+        if isinstance(wanted, str):
+            wanted = [wanted]
+        short = exception_type.rsplit(".", 1)[-1]
+        return any(w in (exception_type, short) for w in wanted) and self.retries_left(job, c)
+
+    def retry(self, job: Job, c: int, why: str, memory: bool = False, memory_mb: Optional[int] = None) -> None:
+        """Run a component again after a failure, growing its memory request if asked to."""
+        attempt = job.retries.get(c, 0) + 1
+        job.retries[c] = attempt
+        total = int(job.option("max_retries", c, 0) or 0)
+        reason = f"{why}; retry {attempt} of {total}"
+        factor = float(job.option("retry_memory_factor", c, 1) or 1)
+        limit = job.option("request_memory", c)
+        if memory and limit and factor > 1:
+            grown = int(math.ceil(int(limit) * factor))
+            job.set_override("request_memory", [c], grown)
+            reason += f" with request_memory {grown} MB"
+        job.log(time.time(), c, "evicted", reason=reason, retry=attempt, memory_mb=memory_mb)
+
+    def enforce_limits(self) -> None:
+        """Stop components over their memory request or runtime limit, like a batch system."""
+        now = time.time()
+        for w in self.workers:
+            if w.current is None or w.stopped_on_purpose:
+                continue
+            job, c = w.current
+            if job.state[c] != RUNNING:
+                continue
+            limit_s = job.option("max_runtime", c)
+            if limit_s and now - w.started > float(limit_s):
+                self.over_limit(w, job, c, f"ran longer than its max_runtime of {format_seconds(float(limit_s))}",
+                                HOLD_CODE_RUNTIME, memory=False)
+                continue
+            limit_mb = job.option("request_memory", c)
+            if limit_mb:
+                rss = tree_rss_mb(w.proc.pid)
+                w.peak_mb = max(w.peak_mb, rss)
+                if rss > int(limit_mb):
+                    self.over_limit(w, job, c, f"used {rss} MB of memory, more than its request_memory of "
+                                    f"{int(limit_mb)} MB", HOLD_CODE_MEMORY, memory=True)
+
+    def over_limit(self, worker: Worker, job: Job, c: int, why: str, code: int, memory: bool) -> None:
+        self.stop(worker)
+        peak = worker.peak_mb or None
+        if self.retries_left(job, c):
+            self.retry(job, c, f"component {c} {why}", memory=memory, memory_mb=peak)
+            return
+        hint = ("raise it with m.set_memory(...) and then m.release()" if memory
+                else "give it more time (max_runtime) with a new map, or make it checkpoint, then m.release()")
+        job.log(time.time(), c, "held", reason=f"component {c} {why}; {hint}", code=code, memory_mb=peak)
+
+    def limits_active(self) -> bool:
+        return any(w.current is not None and (w.current[0].option("request_memory", w.current[1])
+                                              or w.current[0].option("max_runtime", w.current[1]))
+                   for w in self.workers)
 
     def on_worker_death(self, worker: Worker) -> None:
         try:
@@ -461,6 +668,10 @@ class Supervisor:
                 if src.stat().st_size:
                     store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
             message = f"component {c} died without output: {describe_exit(returncode)}"
+            if returncode is not None and returncode < 0 and self.retries_left(job, c):
+                self.retry(job, c, message + (f"; end of stderr: {stderr_tail[-300:]}" if stderr_tail else ""))
+                c = None
+        if job is not None and c is not None and not worker.stopped_on_purpose and job.state[c] == RUNNING:
             try:
                 jobfiles.write_failure(job.directory / "outputs", c, message, stderr_tail)
             except FileNotFoundError:

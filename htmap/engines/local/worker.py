@@ -20,6 +20,9 @@ def load_runner(path):
     return module
 
 
+TRANSFER_DIR = "_htmap_transfer"
+
+
 def die_with_parent():
     """Linux: get SIGKILL when the supervisor dies, so no component outlives it."""
     try:
@@ -130,6 +133,61 @@ def receive(conn, queue):
     return True
 
 
+def stage_inputs(specs, scratch):
+    """Copy input files into the working directory; the first missing one is returned, else None."""
+    for spec in specs:
+        contents = spec.endswith("/")
+        src = spec.rstrip("/") or "/"
+        if not os.path.exists(src):
+            return src
+        if os.path.isdir(src):
+            dest = scratch if contents else os.path.join(scratch, os.path.basename(src))
+            shutil.copytree(src, dest, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, os.path.join(scratch, os.path.basename(src)))
+    return None
+
+
+def place(src, dest):
+    """Move a file or directory to ``dest`` (replacing what is there), across filesystems too."""
+    parent = os.path.dirname(dest)
+    if parent:
+        os.makedirs(parent, mode=0o700, exist_ok=True)
+    if os.path.isdir(dest) and not os.path.islink(dest):
+        shutil.rmtree(dest)
+    shutil.move(src, dest)
+
+
+def collect_outputs(scratch, directory, component, remaps):
+    """Bring ``_htmap_transfer`` back: remapped names to their destinations, the rest to output_files/<i>/."""
+    transfer = os.path.join(scratch, TRANSFER_DIR)
+    if not os.path.isdir(transfer):
+        return
+    target = os.path.join(directory, "output_files", str(component))
+    for root, dirs, files in os.walk(transfer):
+        for name in files:
+            src = os.path.join(root, name)
+            rel = os.path.relpath(src, transfer)
+            dest = remaps.get(rel) or remaps.get(name) if remaps else None
+            if dest is not None:
+                place(src, os.path.join(dest, name) if dest.endswith("/") else dest)
+            else:
+                place(src, os.path.join(target, rel))
+
+
+def exception_of(data, runner):
+    """(type, message) of an error output, for retry decisions."""
+    if not data.startswith(runner.ERR):
+        return None, None
+    try:
+        import pickle
+
+        report = pickle.loads(data[len(runner.ERR):])
+        return report.get("exception_type") or None, str(report.get("exception_msg", ""))[:500]
+    except Exception:
+        return None, None
+
+
 def main(runner_path, conn_fd):
     die_with_parent()
     runner = load_runner(runner_path)
@@ -145,8 +203,22 @@ def main(runner_path, conn_fd):
                 return 0
         except (EOFError, OSError):
             return 0
-        job_id, directory, component, sys_path = queue.popleft()
+        job_id, directory, component, sys_path, extras = queue.popleft()
         conn.send(("start", job_id, component, time.time()))
+        extras = extras or {}
+        if extras.get("files"):
+            try:
+                missing = stage_inputs(extras["files"], scratch)
+            except OSError as e:
+                missing = "%s (%s)" % (getattr(e, "filename", "") or "an input file", e.strerror or e)
+            if missing is not None:
+                empty_directory(scratch)
+                conn.send(("held", job_id, component,
+                           "input file %s of component %d does not exist; create it, then release the "
+                           "component (m.release())" % (missing, component), 13))
+                continue
+        if extras.get("checkpoint_dir"):
+            os.environ["HTMAP_CHECKPOINT_DIR"] = extras["checkpoint_dir"]
         func = cache.get(job_id, directory, sys_path)
         reset_peak_memory()
         os.chdir(scratch)
@@ -156,14 +228,23 @@ def main(runner_path, conn_fd):
         runtime = time.time() - started
         sys.stdout.flush()
         sys.stderr.flush()
+        os.chdir(home)
+        try:
+            collect_outputs(scratch, directory, component, extras.get("remaps"))
+        except OSError as e:
+            data = runner.ERR + __import__("pickle").dumps(runner.error_report(
+                component, "failure", "could not bring back the component's output files: %s" % e, scratch=scratch))
         logs = os.path.join(directory, "logs")
         save_capture(1, os.path.join(logs, "%d.stdout" % component))
         save_capture(2, os.path.join(logs, "%d.stderr" % component))
         runner.write_output(os.path.join(directory, "outputs"), component, data)
-        os.chdir(home)
         empty_directory(scratch)
+        if extras.get("checkpoint_dir"):
+            os.environ.pop("HTMAP_CHECKPOINT_DIR", None)
+            shutil.rmtree(extras["checkpoint_dir"], ignore_errors=True)  # finished: not an output
         kind = "completed" if data.startswith(runner.OK) else "errored"
-        conn.send(("done", job_id, component, kind, runtime, peak_memory_mb()))
+        exc_type, exc_msg = exception_of(data, runner)
+        conn.send(("done", job_id, component, kind, runtime, peak_memory_mb(), exc_type, exc_msg))
 
 
 if __name__ == "__main__":

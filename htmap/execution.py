@@ -1,0 +1,66 @@
+"""Helpers a mapped function calls while it runs as a component (no-ops elsewhere).
+
+They use only the standard library: they run on execute nodes.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Union
+
+PathLike = Union[str, "os.PathLike[str]"]
+TRANSFER_DIR = "_htmap_transfer"
+CHECKPOINT_DIR = "_htmap_checkpoint"
+
+
+def on_execute() -> bool:
+    return os.environ.get("HTMAP_ON_EXECUTE") == "1"
+
+
+def _copy(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if src.is_dir():
+        shutil.copytree(src, dest, dirs_exist_ok=True)
+    else:
+        shutil.copy2(src, dest)
+
+
+def _relative(path: Path) -> Path:
+    """Where a file goes under the transfer/checkpoint directory: keep relative paths."""
+    if path.is_absolute():
+        try:
+            return path.relative_to(Path.cwd())
+        except ValueError:
+            return Path(path.name)
+    return Path(*[p for p in path.parts if p not in ("..", ".")])
+
+
+def transfer_output_files(*paths: PathLike) -> None:
+    """Send these files back with the component's output (``m.output_files[i] / path``)."""
+    if not on_execute():
+        return
+    target = Path(os.environ.get("HTMAP_TRANSFER_DIR") or TRANSFER_DIR)
+    for p in paths:
+        src = Path(p)
+        _copy(src, target / _relative(src))
+
+
+def checkpoint(*paths: PathLike) -> None:
+    """Save these files; if the component is stopped and restarted, they are back in its working directory."""
+    if not on_execute():
+        return
+    target = Path(os.environ.get("HTMAP_CHECKPOINT_DIR") or CHECKPOINT_DIR).absolute()
+    staging = target.with_name(target.name + ".new")
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for p in paths:
+        src = Path(p)
+        _copy(src, staging / _relative(src))
+    # publish by rename: a crash leaves either the old or the new checkpoint, never half of one
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
