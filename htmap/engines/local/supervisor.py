@@ -29,7 +29,7 @@ from . import protocol
 
 NEW, PENDING, RUNNING, HELD, DONE, REMOVED, SUSPENDED, ASSIGNED = range(8)
 # ASSIGNED: sent to a worker that has not started it yet (never logged; PENDING after a crash)
-PREFETCH = 2  # components a worker holds at once: it starts the next without a round trip
+CHUNK_MAX = 64  # most components sent to a worker in one message
 _STATE_AFTER = {
     "submitted": PENDING, "released": PENDING, "evicted": PENDING, "running": RUNNING,
     "unsuspended": RUNNING, "suspended": SUSPENDED, "completed": DONE, "errored": DONE,
@@ -98,13 +98,12 @@ class Job:
         store.write_text_atomic(path, json.dumps(data))
 
     def run_extras(self, c: int) -> Optional[Dict[str, Any]]:
-        """What a worker needs beyond the inputs: files to stage, remaps, the checkpoint place."""
+        """What a worker needs beyond the inputs: files to stage and output remaps (None: nothing)."""
         files = self.fixed_files + (self.files[c] if self.files is not None else [])
-        return {
-            "files": files,
-            "remaps": self.remaps[c] if self.remaps is not None else {},
-            "checkpoint_dir": str(self.directory / "engine" / "checkpoints" / str(c)),
-        }
+        remaps = self.remaps[c] if self.remaps is not None else {}
+        if not files and not remaps:
+            return None
+        return {"files": files, "remaps": remaps}
 
     def recover(self) -> None:
         data, end = protocol.read_new(self.events_path, 0)
@@ -217,10 +216,12 @@ class Worker:
     def fileno(self) -> int:
         return self.conn.fileno()
 
-    def send(self, job: Job, component: int) -> None:
-        self.assigned.append((job, component))
-        job.state[component] = ASSIGNED
-        self.conn.send(("run", job.job_id, str(job.directory), component, job.sys_path, job.run_extras(component)))
+    def send(self, job: Job, components: List[int]) -> None:
+        for c in components:
+            self.assigned.append((job, c))
+            job.state[c] = ASSIGNED
+        self.conn.send(("run", job.job_id, str(job.directory), job.sys_path,
+                        [(c, job.run_extras(c)) for c in components]))
 
     def cancel(self, job: Job, component: int) -> None:
         """Ask the worker to drop a component it has not started."""
@@ -508,37 +509,55 @@ class Supervisor:
     # -- running ----------------------------------------------------------------
     def dispatch(self) -> None:
         """Give pending components to workers within LOCAL.MAX_WORKERS slots (a component takes
-        request_cpus of them): idle workers first, then one more each (prefetch, 1-cpu only)."""
-        for depth in range(1, PREFETCH + 1):
-            jobs = [j for j in self.jobs.values() if j.pending]
-            while jobs:
-                job = jobs[self.rr % len(jobs)]
+        request_cpus of them): idle workers first, then more to each before it runs dry. Many
+        pending components go out in chunks, like ProcessPoolExecutor's chunksize."""
+        jobs = [j for j in self.jobs.values() if j.pending]
+        if not jobs:
+            return
+        pending = sum(len(j.pending) for j in jobs)
+        chunk = max(1, min(CHUNK_MAX, pending // (4 * self.max_workers)))
+        for depth in (1, 2):
+            candidates = list(jobs)
+            while candidates:
+                job = candidates[self.rr % len(candidates)]
                 c = job.peek_pending()
                 if c is None:
-                    jobs.remove(job)
+                    candidates.remove(job)
                     continue
                 cpus = job.cpus(c)
-                worker = self.worker_with_room(depth, cpus)
+                worker = self.worker_with_room(depth, cpus, chunk)
                 if worker is None:
                     break
-                job.pending.popleft()
+                batch = [job.pending.popleft()]
+                while cpus == 1 and len(batch) < chunk:
+                    nxt = job.peek_pending()
+                    if nxt is None or job.cpus(nxt) != 1:
+                        break
+                    batch.append(job.pending.popleft())
                 self.rr += 1
-                worker.send(job, c)
+                worker.send(job, batch)
 
     def slots_used(self) -> int:
         return sum(w.cost for w in self.workers if w.busy)
 
-    def worker_with_room(self, depth: int, cpus: int) -> Optional[Worker]:
-        """A live worker that can take a component of ``cpus`` cpus now, starting one if allowed."""
+    def worker_with_room(self, depth: int, cpus: int, chunk: int) -> Optional[Worker]:
+        """A live worker that can take a component of ``cpus`` cpus now, starting one if allowed.
+
+        depth 1: an idle worker, within the free slots; depth 2: a busy 1-cpu worker whose
+        queue is running low (prefetch, so it never waits for the supervisor)."""
         if depth == 1:
             if self.slots_used() + cpus > self.max_workers:
                 return None
         elif cpus != 1:
             return None
+        low_water = max(1, chunk // 2)
         for w in self.workers:
-            if len(w.assigned) == depth - 1 and not w.stopped_on_purpose and w.proc.poll() is None:
-                if depth == 1 or w.cost == 1:
-                    return w
+            if w.stopped_on_purpose or w.proc.poll() is not None:
+                continue
+            if depth == 1 and not w.assigned:
+                return w
+            if depth == 2 and w.assigned and w.cost == 1 and len(w.assigned) <= low_water:
+                return w
         if depth > 1:
             return None
         self.workers = [w for w in self.workers if w.busy or w.proc.poll() is None]
@@ -551,7 +570,8 @@ class Supervisor:
     def on_worker_message(self, worker: Worker) -> None:
         try:
             while True:
-                self.handle_message(worker, worker.conn.recv())
+                for msg in worker.conn.recv():
+                    self.handle_message(worker, msg)
                 if not worker.conn.poll():
                     return
         except (EOFError, OSError):
@@ -582,6 +602,13 @@ class Supervisor:
             _, _, _, result, runtime, memory_mb, exception_type, exception_msg = msg
             worker.forget(job_id, component)
             worker.current = None
+            if (job_id, component) in worker.cancelling:
+                # it ran although it was held or removed meanwhile: its result must not show
+                worker.cancelling.discard((job_id, component))
+                try:
+                    os.unlink(jobfiles.output_path(job.directory / "outputs", component))
+                except FileNotFoundError:
+                    pass
             if job.state[component] != RUNNING:
                 return
             memory_mb = max(memory_mb, worker.peak_mb)

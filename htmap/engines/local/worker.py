@@ -9,6 +9,7 @@ import importlib.util
 import os
 import shutil
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 
@@ -116,19 +117,61 @@ class FunctionCache:
         return func
 
 
-def receive(conn, queue):
+FLUSH_INTERVAL = 0.02  # seconds: reports of fast components go to the supervisor in batches
+
+
+class Outbox:
+    """Reports for the supervisor, sent in batches so fast components cost one message, not two.
+
+    A background thread sends what is waiting every FLUSH_INTERVAL, so a long component's
+    start is reported at once even though nothing else happens in this process meanwhile."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.items = []
+        self.last = 0.0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._flush_regularly, daemon=True).start()
+
+    def _flush_regularly(self):
+        while True:
+            time.sleep(FLUSH_INTERVAL)
+            try:
+                self.flush()
+            except OSError:
+                return
+
+    def add(self, item):
+        with self.lock:
+            self.items.append(item)
+        if time.time() - self.last >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self):
+        with self.lock:
+            if self.items:
+                self.conn.send(self.items)
+                self.items = []
+                self.last = time.time()
+
+
+def receive(conn, queue, outbox):
     """Take every message waiting (blocking only when there is nothing to run); False on exit."""
     while not queue or conn.poll():
+        if not queue:
+            outbox.flush()
         msg = conn.recv()
         if msg[0] == "exit":
             return False
         if msg[0] == "run":
-            queue.append(msg[1:])
+            _, job_id, directory, sys_path, items = msg
+            queue.extend((job_id, directory, sys_path, c, extras) for c, extras in items)
         elif msg[0] == "cancel":
             for item in queue:
-                if item[0] == msg[1] and item[2] == msg[2]:
+                if item[0] == msg[1] and item[3] == msg[2]:
                     queue.remove(item)
-                    conn.send(("skipped", msg[1], msg[2]))
+                    outbox.add(("skipped", msg[1], msg[2]))
+                    outbox.flush()
                     break
     return True
 
@@ -196,15 +239,16 @@ def main(runner_path, conn_fd):
     cache = FunctionCache(runner)
     scratch = os.path.join(home, "scratch")  # reused: a directory per component is slow on AFS/NFS
     os.makedirs(scratch, exist_ok=True)
-    queue = collections.deque()  # the supervisor sends the next component before this one ends
+    queue = collections.deque()  # the supervisor sends more components before these end
+    outbox = Outbox(conn)
     while True:
         try:
-            if not receive(conn, queue):
+            if not receive(conn, queue, outbox):
                 return 0
         except (EOFError, OSError):
             return 0
-        job_id, directory, component, sys_path, extras = queue.popleft()
-        conn.send(("start", job_id, component, time.time()))
+        job_id, directory, sys_path, component, extras = queue.popleft()
+        outbox.add(("start", job_id, component, time.time()))
         extras = extras or {}
         if extras.get("files"):
             try:
@@ -213,12 +257,13 @@ def main(runner_path, conn_fd):
                 missing = "%s (%s)" % (getattr(e, "filename", "") or "an input file", e.strerror or e)
             if missing is not None:
                 empty_directory(scratch)
-                conn.send(("held", job_id, component,
-                           "input file %s of component %d does not exist; create it, then release the "
-                           "component (m.release())" % (missing, component), 13))
+                outbox.add(("held", job_id, component,
+                            "input file %s of component %d does not exist; create it, then release the "
+                            "component (m.release())" % (missing, component), 13))
+                outbox.flush()
                 continue
-        if extras.get("checkpoint_dir"):
-            os.environ["HTMAP_CHECKPOINT_DIR"] = extras["checkpoint_dir"]
+        checkpoint_dir = os.path.join(directory, "engine", "checkpoints", str(component))
+        os.environ["HTMAP_CHECKPOINT_DIR"] = checkpoint_dir
         func = cache.get(job_id, directory, sys_path)
         reset_peak_memory()
         os.chdir(scratch)
@@ -239,12 +284,11 @@ def main(runner_path, conn_fd):
         save_capture(2, os.path.join(logs, "%d.stderr" % component))
         runner.write_output(os.path.join(directory, "outputs"), component, data)
         empty_directory(scratch)
-        if extras.get("checkpoint_dir"):
-            os.environ.pop("HTMAP_CHECKPOINT_DIR", None)
-            shutil.rmtree(extras["checkpoint_dir"], ignore_errors=True)  # finished: not an output
+        if os.path.isdir(checkpoint_dir):
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: a checkpoint is not an output
         kind = "completed" if data.startswith(runner.OK) else "errored"
         exc_type, exc_msg = exception_of(data, runner)
-        conn.send(("done", job_id, component, kind, runtime, peak_memory_mb(), exc_type, exc_msg))
+        outbox.add(("done", job_id, component, kind, runtime, peak_memory_mb(), exc_type, exc_msg))
 
 
 if __name__ == "__main__":
