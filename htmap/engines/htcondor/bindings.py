@@ -7,7 +7,7 @@ recording fake with the same methods.
 from __future__ import annotations
 
 import threading
-from typing import Any, Dict, Iterable, List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 from ... import exceptions
 
