@@ -28,7 +28,7 @@ BASE_SETTINGS: Dict[str, Any] = {
     "CLI": {"IS_CLI": False},
     "LOCAL": {"MAX_WORKERS": 0, "IDLE_EXIT_SECONDS": 10},
     "MAP_OPTIONS": {},
-    "HTCONDOR": {"SCHEDULER": "", "COLLECTOR": "", "CREDENTIALS": ""},
+    "HTCONDOR": {"SCHEDULER": "", "COLLECTOR": "", "CREDENTIALS": "", "REQUIREMENTS": ""},
     "SLURM": {"PARTITION": "", "ACCOUNT": "", "QOS": ""},
     "DOCKER": {"IMAGE": "python:3"},
     "SINGULARITY": {"IMAGE": "docker://python:3"},

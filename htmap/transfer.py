@@ -42,7 +42,10 @@ class TransferPath:
     def as_url(self) -> str:
         if self.protocol is None:
             return self.path.as_uri()
-        return f"{self.protocol}://{self.location or ''}/{self.path}"
+        path = str(self.path)
+        if self.protocol != "root":  # XRootD wants root://host//abs/path; others one slash
+            path = path.lstrip("/")
+        return f"{self.protocol}://{self.location or ''}/{path}"
 
     def spec(self) -> str:
         """What engines receive: a plain absolute path for local files, else the URL."""
