@@ -56,7 +56,7 @@ def test_transfer_paths_and_options_reach_the_description(monkeypatch, tmp_path)
     desc, items = pool.calls[0][1]
     assert desc["transfer_input_files"].endswith(",root://eos.cern.ch//store/f.root$(htmap_more_inputs)")
     assert items[0]["htmap_more_inputs"] == f",{data}" and items[1]["htmap_more_inputs"] == ""
-    assert all(i["htmap_more_remaps"] == ";out.txt=s3://bucket//o/out.txt" for i in items)
+    assert all(i["htmap_more_remaps"] == ";out.txt=s3://bucket/o/out.txt" for i in items)
     assert desc["environment"] == '"HTMAP_RETRY_EXCEPTIONS=KeyError"' and desc["MY.HTMapMaxRetries"] == "2"
     assert desc["MY.JobFlavour"] == '"workday"'
     htcondor2.Submit(desc)
