@@ -60,7 +60,7 @@ import time, htmap
 start = time.perf_counter()
 m = htmap.load("bench-submit")
 text = m.status()
-counts = m.status_counts
+counts = m.status_counts()
 elapsed = time.perf_counter() - start
 print(elapsed, counts[htmap.ComponentStatus.COMPLETED])
 """
@@ -73,7 +73,8 @@ def main() -> None:
     scale = 10 if args.small else 1
     n_fast, n_big = 10_000 // scale, 100_000 // scale
 
-    htmap_dir = tempfile.mkdtemp(prefix="htmap-bench-")
+    # under the home directory, where HTMAP_DIR normally lives (~/.htmap)
+    htmap_dir = tempfile.mkdtemp(prefix=".htmap-bench-", dir=os.path.expanduser("~"))
     os.environ["HTMAP_DIR"] = htmap_dir
     import htmap
 
@@ -103,6 +104,9 @@ def main() -> None:
     print(f"[3] status() of the finished {n_big}-component map in a new process: {float(out[0]):.3f} s "
           f"({out[1]} completed; target < 1 s)")
     htmap.clean(all=True)
+    import shutil
+
+    shutil.rmtree(htmap_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

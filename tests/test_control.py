@@ -106,6 +106,7 @@ def test_vacate_resumes_from_checkpoint(gate):
     wait_until(lambda: markers_in(markers, "resumed-at-2"), T, message="restart from the checkpoint")
     release.touch()
     assert m.get(0, timeout=T) == 5
+    assert len(markers_in(markers, "resumed-at-2")) == 1  # restarted once, not twice
     assert any(kind == "evicted" for _, kind, _ in m._state.history[0])
     assert not (m._dir / "engine" / "checkpoints" / "0").exists()  # finished: checkpoint dropped
     assert not (m.output_files[0] / "progress.txt").exists()  # and not returned as an output

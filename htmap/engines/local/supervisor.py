@@ -188,7 +188,7 @@ class Worker:
         self.conn = Connection(parent.detach())
         self.assigned: Deque[Tuple[Job, int]] = collections.deque()  # in the order the worker runs them
         self.current: Optional[Tuple[Job, int]] = None  # started and not finished
-        self.cancelling: Set[Tuple[str, int]] = set()
+        self.cancelling: Dict[Tuple[str, int], Job] = {}  # withdrawn before the worker said it started
         self.started = 0.0
         self.peak_mb = 0  # largest resident memory seen for the current component and its children
         self.stopped_on_purpose = False
@@ -225,7 +225,7 @@ class Worker:
 
     def cancel(self, job: Job, component: int) -> None:
         """Ask the worker to drop a component it has not started."""
-        self.cancelling.add((job.job_id, component))
+        self.cancelling[(job.job_id, component)] = job
         try:
             self.conn.send(("cancel", job.job_id, component))
         except OSError:
@@ -282,6 +282,35 @@ def tree_rss_mb(pid: int) -> int:
     return total_pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
+SCRATCH_PREFIX = "htmap-scratch-"
+
+
+def remove_dead_scratch_roots() -> None:
+    """Scratch directories of supervisors killed with -9 (their pid is in the name)."""
+    tmp = Path(tempfile.gettempdir())
+    try:
+        names = [n for n in os.listdir(tmp) if n.startswith(SCRATCH_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # still running (or another user's: not ours to remove)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        path = tmp / name
+        try:
+            if path.stat().st_uid == os.getuid():
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def load_job_fields(directory: Path) -> Dict[str, Any]:
     """The job set's options and files, as the core wrote them (job.pkl)."""
     try:
@@ -313,7 +342,8 @@ class Supervisor:
         self.python = sys.executable
         self.jobs: Dict[str, Job] = {}
         self.workers: List[Worker] = []
-        self.scratch_root = tempfile.mkdtemp(prefix="htmap-scratch-")
+        remove_dead_scratch_roots()
+        self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         self.listener: Optional[socket.socket] = None
         self.rr = 0  # round-robin position over jobs
 
@@ -480,9 +510,13 @@ class Supervisor:
                 job.log(now, c, "unsuspended")
 
     def withdraw(self, worker: Optional[Worker], job: Job, c: int) -> None:
-        """Take a component away from its worker: stop it if running, else cancel it."""
+        """Take a component away from its worker: stop it if running, else cancel it.
+
+        Either way it leaves the worker's list at once, so a dying worker never hands it
+        back to the queue after it was vacated or released elsewhere."""
         if worker is None:
             return
+        worker.forget(job.job_id, c)
         if worker.current == (job, c):
             self.stop(worker)
         else:
@@ -579,18 +613,27 @@ class Supervisor:
 
     def handle_message(self, worker: Worker, msg: tuple) -> None:
         kind, job_id, component = msg[0], msg[1], msg[2]
+        cancelled = worker.cancelling.get((job_id, component))
+        if cancelled is not None:
+            if kind == "start":
+                worker.current, worker.started = (cancelled, component), msg[3]
+                self.stop(worker)  # it started before it saw the cancel; already logged held/removed
+                return
+            worker.cancelling.pop((job_id, component), None)
+            if kind == "done":  # it ran although it was withdrawn: its result must not show
+                try:
+                    os.unlink(jobfiles.output_path(cancelled.directory / "outputs", component))
+                except FileNotFoundError:
+                    pass
+            return
         if kind == "skipped":
-            worker.cancelling.discard((job_id, component))
-            worker.forget(job_id, component)
             return
         job = next((j for j, c in worker.assigned if j.job_id == job_id and c == component), None)
         if job is None:
             return
         if kind == "start":
             worker.current, worker.started, worker.peak_mb = (job, component), msg[3], 0
-            if (job_id, component) in worker.cancelling:
-                self.stop(worker)  # it started before it saw the cancel; already logged held/removed
-            elif job.state[component] == ASSIGNED:
+            if job.state[component] == ASSIGNED:
                 job.log(msg[3], component, "running")
         elif kind == "held":  # could not start, e.g. a missing input file
             _, _, _, reason, code = msg
@@ -602,13 +645,6 @@ class Supervisor:
             _, _, _, result, runtime, memory_mb, exception_type, exception_msg = msg
             worker.forget(job_id, component)
             worker.current = None
-            if (job_id, component) in worker.cancelling:
-                # it ran although it was held or removed meanwhile: its result must not show
-                worker.cancelling.discard((job_id, component))
-                try:
-                    os.unlink(jobfiles.output_path(job.directory / "outputs", component))
-                except FileNotFoundError:
-                    pass
             if job.state[component] != RUNNING:
                 return
             memory_mb = max(memory_mb, worker.peak_mb)
@@ -665,6 +701,7 @@ class Supervisor:
                                     f"{int(limit_mb)} MB", HOLD_CODE_MEMORY, memory=True)
 
     def over_limit(self, worker: Worker, job: Job, c: int, why: str, code: int, memory: bool) -> None:
+        worker.forget(job.job_id, c)
         self.stop(worker)
         peak = worker.peak_mb or None
         if self.retries_left(job, c):
