@@ -183,7 +183,7 @@ def run(func, args, kwargs, component, scratch):
         return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch, started=started), protocol=4)
 
 
-def load_and_run(func_file, inputs, component, scratch, func=None):
+def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=None):
     """Everything that can go wrong before or in user code ends in a report, not a crash."""
     if cloudpickle is None:
         message = "cloudpickle is not installed for %s (%s); install it with: %s -m pip install cloudpickle" % (
@@ -194,7 +194,9 @@ def load_and_run(func_file, inputs, component, scratch, func=None):
         if func is None:
             with open(func_file, "rb") as f:
                 func = cloudpickle.load(f)
-        args, kwargs = cloudpickle.loads(read_input_bytes(inputs, component))
+        if input_bytes is None:
+            input_bytes = read_input_bytes(inputs, component)
+        args, kwargs = cloudpickle.loads(input_bytes)
     except Exception as e:
         message = "could not load the function or input of component %d: %s: %s" % (component, type(e).__name__, e)
         sys.stderr.write("htmap: %s\n" % message)

@@ -36,25 +36,36 @@ def die_with_parent():
         pass
 
 
-def reset_peak_memory():
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        pass
+class MemoryMeter:
+    """Peak resident memory per component: reset with clear_refs, read VmHWM (Linux).
 
+    The /proc files stay open: two opens per component cost more than a trivial component."""
 
-def peak_memory_mb():
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) // 1024
-    except OSError:
-        pass
-    import resource
+    def __init__(self):
+        try:
+            self.clear = os.open("/proc/self/clear_refs", os.O_WRONLY)
+            self.status = os.open("/proc/self/status", os.O_RDONLY)
+        except OSError:
+            self.clear = self.status = None
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    def reset(self):
+        if self.clear is not None:
+            try:
+                os.write(self.clear, b"5")
+            except OSError:
+                pass
+
+    def peak_mb(self):
+        if self.status is not None:
+            try:
+                data = os.pread(self.status, 8192, 0)
+                start = data.index(b"VmHWM:")
+                return int(data[start + 6:data.index(b"kB", start)]) // 1024
+            except (OSError, ValueError):
+                pass
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def save_capture(fd, destination):
@@ -93,28 +104,50 @@ def empty_directory(path):
                     pass
 
 
-class FunctionCache:
+class JobCache:
+    """Per job set: the function (loaded once) and open input files (read with pread)."""
+
     def __init__(self, runner, size=8):
         self.runner = runner
         self.size = size
-        self.funcs = {}
+        self.jobs = {}
 
     def get(self, job_id, directory, sys_path):
-        if job_id in self.funcs:
-            return self.funcs[job_id]
-        for entry in reversed(sys_path):
-            if entry not in sys.path:
-                sys.path.insert(1, entry)
+        """(function or None, index fd, data fd); None values mean: let the runner load and report."""
+        entry = self.jobs.get(job_id)
+        if entry is not None:
+            return entry
+        for path in reversed(sys_path):
+            if path not in sys.path:
+                sys.path.insert(1, path)
         try:
             with open(os.path.join(directory, "func"), "rb") as f:
                 func = self.runner.cloudpickle.load(f)
+            index = os.open(os.path.join(directory, "inputs", "index"), os.O_RDONLY)
+            data = os.open(os.path.join(directory, "inputs", "data"), os.O_RDONLY)
         except Exception:
-            func = None  # the runner will load it again and report the failure
-        if func is not None:
-            if len(self.funcs) >= self.size:
-                self.funcs.pop(next(iter(self.funcs)))
-            self.funcs[job_id] = func
-        return func
+            return None, None, None
+        if len(self.jobs) >= self.size:
+            self.drop(next(iter(self.jobs)))
+        entry = self.jobs[job_id] = (func, index, data)
+        return entry
+
+    def input_bytes(self, entry, component):
+        _, index, data = entry
+        if index is None:
+            return None
+        size = self.runner.INDEX_ENTRY.size
+        raw = os.pread(index, 2 * size, component * size)
+        if len(raw) != 2 * size:
+            return None
+        start, end = self.runner.INDEX_ENTRY.unpack(raw[:size])[0], self.runner.INDEX_ENTRY.unpack(raw[size:])[0]
+        return os.pread(data, end - start, start)
+
+    def drop(self, job_id):
+        _, index, data = self.jobs.pop(job_id)
+        for fd in (index, data):
+            if fd is not None:
+                os.close(fd)
 
 
 FLUSH_INTERVAL = 0.02  # seconds: reports of fast components go to the supervisor in batches
@@ -236,7 +269,8 @@ def main(runner_path, conn_fd):
     runner = load_runner(runner_path)
     conn = Connection(conn_fd)
     home = os.getcwd()
-    cache = FunctionCache(runner)
+    cache = JobCache(runner)
+    memory = MemoryMeter()
     scratch = os.path.join(home, "scratch")  # reused: a directory per component is slow on AFS/NFS
     os.makedirs(scratch, exist_ok=True)
     queue = collections.deque()  # the supervisor sends more components before these end
@@ -264,12 +298,12 @@ def main(runner_path, conn_fd):
                 continue
         checkpoint_dir = os.path.join(directory, "engine", "checkpoints", str(component))
         os.environ["HTMAP_CHECKPOINT_DIR"] = checkpoint_dir
-        func = cache.get(job_id, directory, sys_path)
-        reset_peak_memory()
+        entry = cache.get(job_id, directory, sys_path)
+        memory.reset()
         os.chdir(scratch)
         started = time.time()
         data = runner.load_and_run(os.path.join(directory, "func"), os.path.join(directory, "inputs"),
-                                   component, scratch, func=func)
+                                   component, scratch, func=entry[0], input_bytes=cache.input_bytes(entry, component))
         runtime = time.time() - started
         sys.stdout.flush()
         sys.stderr.flush()
@@ -288,7 +322,7 @@ def main(runner_path, conn_fd):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: a checkpoint is not an output
         kind = "completed" if data.startswith(runner.OK) else "errored"
         exc_type, exc_msg = exception_of(data, runner)
-        outbox.add(("done", job_id, component, kind, runtime, peak_memory_mb(), exc_type, exc_msg))
+        outbox.add(("done", job_id, component, kind, runtime, memory.peak_mb(), exc_type, exc_msg))
 
 
 if __name__ == "__main__":
