@@ -1,0 +1,99 @@
+"""Data safety: a full disk and concurrent commands never lose or corrupt a user's maps."""
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import htmap
+from tests import funcs
+
+T = 60
+REPO = Path(__file__).parent.parent
+
+
+def run_python(code: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          timeout=T, **kwargs)
+
+
+def test_full_disk_while_writing_inputs_leaves_nothing_behind(isolated_htmap):
+    kept = htmap.map(funcs.double, range(3), tag="kept")
+    assert list(kept.iter(timeout=T)) == [0, 2, 4]
+    # RLIMIT_FSIZE makes writes past 1 MB fail like a full disk (EFBIG instead of ENOSPC)
+    proc = run_python(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+        import htmap
+        from tests import funcs
+        htmap.settings["ENGINE"] = "local"
+        try:
+            htmap.map(funcs.double, [b"x" * 300_000 for _ in range(10)], tag="too-big")
+        except OSError as e:
+            print("OSError", e.errno)
+    """)
+    assert "OSError" in proc.stdout, proc.stderr
+    assert htmap.get_tags() == ("kept",)
+    assert [p.name for p in (isolated_htmap / "maps").iterdir()] == [kept.uid]
+    assert list(htmap.load("kept")) == [0, 2, 4]
+
+
+def test_settings_save_on_full_disk_keeps_the_old_file(tmp_path):
+    htmap.settings["WAIT_TIME"] = 3
+    rc = htmap.settings.save()
+    before = rc.read_bytes()
+    proc = run_python(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        import htmap
+        htmap.settings["BIG"] = "x" * 200_000
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+        try:
+            htmap.settings.save()
+        except OSError as e:
+            print("OSError", e.errno)
+    """)
+    assert "OSError" in proc.stdout, proc.stderr
+    assert rc.read_bytes() == before
+    assert [p.name for p in rc.parent.iterdir() if p.name.startswith(".htmaprc")] == [".htmaprc"]
+
+
+def test_concurrent_maps_with_one_tag_exactly_one_wins(isolated_htmap):
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import htmap
+        from tests import funcs
+        htmap.settings["ENGINE"] = "local"
+        try:
+            htmap.map(funcs.double, range(50), tag="race")
+            print("won")
+        except htmap.exceptions.TagAlreadyExists:
+            print("lost")
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outcomes = sorted(p.communicate(timeout=T)[0].strip() for p in procs)
+    assert outcomes == ["lost", "lost", "lost", "won"]
+    m = htmap.load("race")
+    assert list(m.iter(timeout=T)) == [2 * i for i in range(50)]
+    assert len(list((isolated_htmap / "maps").iterdir())) == 1
+
+
+def test_two_processes_watching_one_map_agree(isolated_htmap, tmp_path):
+    m = htmap.map(funcs.double, range(20), tag="shared")
+    code = f"""
+        import sys
+        sys.path.insert(0, {str(REPO)!r})
+        import htmap
+        m = htmap.load("shared")
+        m.wait(timeout=60)
+        print(sum(m))
+    """
+    procs = [subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    m.wait(timeout=T)
+    assert [p.communicate(timeout=T)[0].strip() for p in procs] == [str(sum(2 * i for i in range(20)))] * 3
+    assert m.status_counts()[htmap.ComponentStatus.COMPLETED] == 20
