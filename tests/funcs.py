@@ -150,3 +150,15 @@ def fail_first_time(counter_path):
     if n == 0:
         raise OSError("flaky storage")
     return n + 1
+
+
+def killed_first_time(counter_path):
+    """SIGKILL itself on the first attempt (like the OOM killer), succeed on the next."""
+    import signal
+    from pathlib import Path
+    p = Path(counter_path)
+    n = int(p.read_text()) if p.exists() else 0
+    p.write_text(str(n + 1))
+    if n == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return n + 1

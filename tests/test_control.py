@@ -230,3 +230,11 @@ def test_error_report_lists_each_attempt(tmp_path):
     report = m.get_err(0).report()
     assert "retry 1 of 2" in report and "retry 2 of 2" in report
     assert "component input 3 is bad" in report
+
+
+def test_killed_component_is_retried(tmp_path):
+    counter = tmp_path / "count"
+    m = htmap.map(funcs.killed_first_time, [str(counter)], tag="killed", map_options=htmap.MapOptions(max_retries=1))
+    assert m.get(0, timeout=T) == 2
+    reasons = [reason for _, kind, reason in m._state.history[0] if kind == "evicted"]
+    assert reasons and "signal 9" in reasons[0] and "retry 1 of 1" in reasons[0]
