@@ -5,6 +5,7 @@ million-component map is two files, which AFS and NFS handle far better.
 """
 from __future__ import annotations
 
+import json
 import os
 import pickle
 from pathlib import Path
@@ -34,6 +35,32 @@ def write_function(directory: Path, func: Callable) -> None:
         ) from e
     with store.open_private(directory / "func") as f:
         f.write(data)
+    sources = function_sources(func)
+    if sources:
+        store.write_text_atomic(directory / "func.source.json", json.dumps(sources))
+
+
+def function_sources(func: Callable) -> Dict[str, Dict[str, Any]]:
+    """Source lines of the mapped function and the same-module functions it calls, for error reports."""
+    import inspect
+
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return {}
+    candidates = [func]
+    module_globals = getattr(func, "__globals__", {})
+    for name in code.co_names:
+        other = module_globals.get(name)
+        if inspect.isfunction(other) and other.__module__ == func.__module__:
+            candidates.append(other)
+    out = {}
+    for f in candidates:
+        try:
+            lines, first = inspect.getsourcelines(f)
+        except (OSError, TypeError):
+            continue
+        out[f.__code__.co_name] = {"filename": f.__code__.co_filename, "first": first or 1, "lines": lines}
+    return out
 
 
 class InputWriter:

@@ -95,17 +95,45 @@ def scratch_contents(directory):
     return sorted(out)
 
 
+# Source of functions pickled by value (defined in a script or notebook), written beside the
+# function file at submit: the execute node may not have the file, and cloudpickle hides its name.
+SOURCES = {}
+
+
+def load_sources(func_file):
+    import json
+
+    try:
+        with open(func_file + ".source.json") as f:
+            SOURCES.update(json.load(f))
+    except (OSError, ValueError):
+        pass
+
+
+def source_line(code, lineno):
+    """(filename, line) for a frame, using the shipped source when the file is not here."""
+    filename = code.co_filename
+    line = traceback.FrameSummary(filename, lineno, code.co_name).line or ""
+    known = SOURCES.get(code.co_name)
+    if not line and known and (filename.startswith("<") or filename == known["filename"]):
+        index = lineno - known["first"]
+        if 0 <= index < len(known["lines"]):
+            line = known["lines"][index].strip()
+        filename = known["filename"]
+    return filename, line
+
+
 def stack_summary(tb):
     frames = []
     for frame, lineno in traceback.walk_tb(tb):
         code = frame.f_code
-        summary = traceback.FrameSummary(code.co_filename, lineno, code.co_name)
+        filename, line = source_line(code, lineno)
         frames.append(
             {
-                "filename": code.co_filename,
+                "filename": filename,
                 "lineno": lineno,
                 "name": code.co_name,
-                "line": summary.line or "",
+                "line": line,
                 "locals": {k: short_repr(v) for k, v in frame.f_locals.items()},
             }
         )
@@ -190,6 +218,8 @@ def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=N
             sys.executable, CLOUDPICKLE_ERROR, sys.executable)
         sys.stderr.write("htmap: %s\n" % message)
         return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch), protocol=4)
+    if not SOURCES:
+        load_sources(func_file)
     try:
         if func is None:
             with open(func_file, "rb") as f:

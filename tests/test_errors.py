@@ -96,3 +96,24 @@ def test_runner_without_cloudpickle_writes_a_report(tmp_path):
     assert kind == "ERR"
     assert "cloudpickle" in report["exception_msg"]
     assert "install" in report["exception_msg"]
+
+
+def test_error_report_of_a_script_function_shows_its_source(tmp_path):
+    """Functions from a script are pickled by value; the report still shows their source lines."""
+    script = tmp_path / "analysis.py"
+    script.write_text(
+        "import htmap\n"
+        "htmap.settings['ENGINE'] = 'local'\n"
+        "def helper(y):\n"
+        "    raise ValueError('bad %d' % y)\n"
+        "def f(x):\n"
+        "    return helper(x + 1)\n"
+        "m = htmap.map(f, [1], tag='from-script')\n"
+        "m.wait(timeout=60, errors_ok=True)\n"
+        "print(m.get_err(0).report())\n"
+    )
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=T,
+                         cwd=tmp_path).stdout
+    assert f'File "{script}", line 6, in f' in out
+    assert "return helper(x + 1)" in out
+    assert "raise ValueError('bad %d' % y)" in out
