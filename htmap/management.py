@@ -85,23 +85,28 @@ def _clean_leftovers() -> None:
 STATUS_COLUMNS = [s.value for s in ComponentStatus.display_statuses()]
 
 
-def status_rows(maps: Optional[List[Map]] = None) -> List[Dict[str, Any]]:
-    """One dict per map: tag, counts per status, local data, max memory, runtimes."""
+META_COLUMNS = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
+
+
+def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
+                include_meta: bool = True) -> List[Dict[str, Any]]:
+    """One dict per map: tag, counts per status (state), local data, max memory, runtimes (meta)."""
     rows = []
     for m in (maps if maps is not None else load_maps()):
-        counts = m.status_counts()
-        memory = m.memory_usage
-        runtimes = [r.total_seconds() for r in m.runtime]
-        row: Dict[str, Any] = {"tag": m.tag}
-        row.update({s: counts.get(ComponentStatus(s), 0) for s in STATUS_COLUMNS})
-        row.update({
-            "local_data_bytes": m.local_data,
-            "max_memory_mb": max(memory) if memory else 0,
-            "max_runtime_s": round(max(runtimes), 3) if runtimes else 0.0,
-            "total_runtime_s": round(sum(runtimes), 3),
-            "transient": m.is_transient,
-            "engine": m.engine,
-        })
+        row: Dict[str, Any] = {"tag": m.tag, "components": len(m)}
+        if include_state:
+            counts = m.status_counts()
+            row.update({s: counts.get(ComponentStatus(s), 0) for s in STATUS_COLUMNS})
+        if include_meta:
+            memory = m.memory_usage
+            runtimes = [r.total_seconds() for r in m.runtime]
+            row.update({
+                "local_data_bytes": m.local_data,
+                "max_memory_mb": max(memory) if memory else 0,
+                "max_runtime_s": round(max(runtimes), 3) if runtimes else 0.0,
+                "total_runtime_s": round(sum(runtimes), 3),
+            })
+        row.update({"transient": m.is_transient, "engine": m.engine})
         rows.append(row)
     return rows
 
@@ -114,15 +119,20 @@ def _human_bytes(n: float) -> str:
     return f"{n} B"
 
 
-def status(maps: Optional[List[Map]] = None) -> str:
+def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
     """A table of every map's status."""
-    rows = status_rows(maps)
-    header = ["Tag"] + STATUS_COLUMNS + ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"]
+    rows = status_rows(maps, include_state, include_meta)
+    header = ["Tag"] + (STATUS_COLUMNS if include_state else []) + (
+        ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"] if include_meta else [])
     table = [header]
     for r in rows:
-        table.append([r["tag"]] + [str(r[s]) for s in STATUS_COLUMNS] + [
-            _human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
-            _fmt_seconds(r["max_runtime_s"]), _fmt_seconds(r["total_runtime_s"])])
+        cells = [r["tag"]]
+        if include_state:
+            cells += [str(r[s]) for s in STATUS_COLUMNS]
+        if include_meta:
+            cells += [_human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
+                      _fmt_seconds(r["max_runtime_s"]), _fmt_seconds(r["total_runtime_s"])]
+        table.append(cells)
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = []
     for j, row in enumerate(table):
@@ -140,19 +150,22 @@ def _fmt_seconds(s: float) -> str:
     return f"{h}:{m:02d}:{sec:02d}"
 
 
-def status_json(maps: Optional[List[Map]] = None, compact: bool = False) -> str:
-    rows = status_rows(maps)
+def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,
+                compact: bool = False) -> str:
+    """``{tag: row}`` as JSON; keys as in ``status_rows``."""
+    rows = status_rows(maps, include_state, include_meta)
     return json.dumps({r["tag"]: r for r in rows}, indent=None if compact else 2, sort_keys=True,
                       separators=(",", ":") if compact else None)
 
 
-def status_csv(maps: Optional[List[Map]] = None) -> str:
-    rows = status_rows(maps)
+def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
+    """One CSV row per map; booleans as ``true``/``false``."""
+    rows = status_rows(maps, include_state, include_meta)
     out = io.StringIO()
-    fields = ["tag"] + STATUS_COLUMNS + ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s",
-                                        "transient", "engine"]
+    fields = ["tag", "components"] + (STATUS_COLUMNS if include_state else []) + (
+        META_COLUMNS if include_meta else []) + ["transient", "engine"]
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:
-        writer.writerow(r)
+        writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()})
     return out.getvalue()

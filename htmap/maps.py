@@ -491,8 +491,19 @@ class Map(Sequence):
 
     @_alive_property
     def local_data(self) -> int:
-        """Bytes this map uses under HTMAP_DIR."""
-        return store.dir_size(self._dir)
+        """Bytes this map uses under HTMAP_DIR (remembered until new events arrive: a
+        million-file walk is slow on AFS)."""
+        self._refresh()
+        key = repr(self._state.cursor)
+        cached = getattr(self._state, "local_data_cache", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        size = store.dir_size(self._dir)
+        self._state.local_data_cache = (key, size)
+        self._dirty = True
+        if self._state.all_finished():
+            self._save_state()
+        return size
 
     @_alive_property
     def output_files(self) -> OutputFiles:
