@@ -15,6 +15,7 @@ Conventions (documented in docs/cli.md):
 from __future__ import annotations
 
 import csv
+import fnmatch
 import io
 import json
 import logging
@@ -33,7 +34,7 @@ import importlib
 import click
 
 import htmap
-from . import exceptions, mapstore
+from . import exceptions, management, mapstore
 
 # ``htmap.settings`` is the Settings object; the module is reached through sys.modules
 settings_module = importlib.import_module("htmap.settings")
@@ -238,6 +239,11 @@ def tag_selection(func: Callable) -> Callable:
     return func
 
 
+def existing_tags(*patterns: str) -> List[str]:
+    """Tags of maps that exist (not ones still being created), optionally matching glob patterns."""
+    return [t for t in htmap.get_tags() if not patterns or any(fnmatch.fnmatchcase(t, p) for p in patterns)]
+
+
 def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, default_all: bool = False) -> List[str]:
     """The tags a command acts on, in order, without repeats.
 
@@ -248,7 +254,7 @@ def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, def
     if all_:
         chosen += htmap.get_tags()
     for pattern in patterns:
-        found = mapstore.matching_tags(pattern)
+        found = existing_tags(pattern)
         if not found:
             warn(f"no map tag matches the pattern {pattern!r}")
         chosen += found
@@ -273,7 +279,7 @@ def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, def
 
 
 def no_such_tag(tag: str) -> CLIError:
-    existing = mapstore.all_tags()
+    existing = existing_tags()
     close = mapstore.closest_tags(tag) if existing else []
     if close:
         hint = f"; the closest tags are: {', '.join(close)}"
@@ -341,25 +347,13 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
               help="Only tags matching this glob pattern (repeatable).")
 def tags(patterns: Tuple[str, ...]) -> None:
     """Print the tags of existing maps, one per line."""
-    found = mapstore.matching_tags(*patterns) if patterns else mapstore.all_tags()
+    found = existing_tags(*patterns)
     for tag in found:
         click.echo(tag)
 
 
 def _status_row(m: "htmap.Map", meta: bool) -> Dict[str, Any]:
-    counts = m.status_counts()
-    row: Dict[str, Any] = {"tag": m.tag, "engine": m.engine, "transient": m.is_transient, "components": len(m)}
-    row.update({s: counts.get(ComponentStatus(s), 0) for s in STATE_COLUMNS})
-    if meta:
-        memory = m.memory_usage
-        runtimes = [r.total_seconds() for r in m.runtime]
-        row.update({
-            "local_data_bytes": m.local_data,
-            "max_memory_mb": max(memory) if memory else 0,
-            "max_runtime_s": round(max(runtimes), 3) if runtimes else 0.0,
-            "total_runtime_s": round(sum(runtimes), 3),
-        })
-    return row
+    return management.status_rows([m], include_state=True, include_meta=meta)[0]
 
 
 def _status_rows(tags: Sequence[str], meta: bool, strict: bool) -> List[Tuple["htmap.Map", Dict[str, Any]]]:
@@ -466,7 +460,7 @@ def status(tags, patterns, all_, fmt, state, meta, live, interval, iterations, c
         if live and follow:
             selected = list(htmap.get_tags())
         elif live and patterns and not tags:
-            selected = mapstore.matching_tags(*patterns)
+            selected = existing_tags(*patterns)
         pairs = _status_rows(selected, meta, strict=strict and not live)
         pairs.sort(key=lambda p: (p[1]["transient"], p[1]["tag"]))
         width = shutil.get_terminal_size().columns - 1 if live else None
@@ -976,7 +970,7 @@ def gather_info() -> Dict[str, Any]:
         "engine_reason": why,
         "htmap_dir": str(root),
         "htmap_dir_exists": root.exists(),
-        "maps": len(mapstore.all_tags()),
+        "maps": len(existing_tags()),
         "settings_file": str(rc),
         "settings_file_exists": rc.exists(),
         "engines": probes,

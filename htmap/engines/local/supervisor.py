@@ -431,25 +431,25 @@ class Supervisor:
             job = self.jobs[reg["job_id"]] = Job(reg)
         return job
 
-    def scan(self) -> None:
-        for path in protocol.list_requests(self.paths.queue):
+    def requests(self, directory: Path):
+        """(path, request, job) for each request file for this host, oldest first; the file is
+        deleted once the caller is done with it."""
+        for path in protocol.list_requests(directory):
             req = protocol.read_json(path)
             if req is None or req.get("host") != self.host:
                 continue
             self.apply_settings(req)
-            job = self.load_job(req)
+            yield path, req, self.load_job(req)
+            os.unlink(path)
+
+    def scan(self) -> None:
+        for path, req, job in self.requests(self.paths.queue):
             if job is not None:
                 store.write_text_atomic(self.paths.active / f"{job.job_id}.json", path.read_text())
                 self.submit(job, req.get("components"))
                 if not job.flush():
                     self.drop(job)
-            os.unlink(path)
-        for path in protocol.list_requests(self.paths.control):
-            req = protocol.read_json(path)
-            if req is None or req.get("host") != self.host:
-                continue
-            self.apply_settings(req)
-            job = self.load_job(req)
+        for _path, req, job in self.requests(self.paths.control):
             if job is not None:
                 if req["action"] == "edit":
                     self.edit(job, req["resource"], req["value"], req.get("components"))
@@ -457,7 +457,6 @@ class Supervisor:
                     self.control(job, req["action"], req.get("components"), req.get("reason"))
                 if not job.flush():
                     self.drop(job)
-            os.unlink(path)
 
     def apply_settings(self, req: dict) -> None:
         if req.get("max_workers"):
