@@ -26,6 +26,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def file_publish_us(directory: str, n: int = 2000) -> float:
+    """Microseconds to publish one small file by write-to-temp-then-rename here: every component
+    costs at least one of these, so it bounds the local engine on this filesystem."""
+    d = tempfile.mkdtemp(dir=directory)
+    start = time.perf_counter()
+    for i in range(n):
+        tmp = os.path.join(d, f".{i}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.write(fd, b"HTMAP1 OK\n" + b"x" * 20)
+        os.close(fd)
+        os.replace(tmp, os.path.join(d, f"{i}.out"))
+    elapsed = (time.perf_counter() - start) / n * 1e6
+    import shutil
+
+    shutil.rmtree(d, ignore_errors=True)
+    return elapsed
+
+
 def bench_pool(n: int) -> float:
     start = time.perf_counter()
     with concurrent.futures.ProcessPoolExecutor() as pool:
@@ -84,6 +102,8 @@ def main() -> None:
     htmap.settings["HTMAP_DIR"] = htmap_dir
     htmap.settings["ENGINE"] = "local"
     print(f"cpus: {os.cpu_count()}, HTMAP_DIR: {htmap_dir}")
+    print(f"[0] publishing one small file (temp + rename) in HTMAP_DIR: {file_publish_us(htmap_dir):.0f} us "
+          "(each component costs at least one)")
 
     # 1. throughput against ProcessPoolExecutor, same run; pool first, then htmap, then pool again
     pool_a = bench_pool(n_fast)
