@@ -300,8 +300,10 @@ class Map(Sequence):
             self._raise_error(component, payload)
         return True, payload
 
-    def _wait_finished(self, component: int, timeout: Optional[float]) -> None:
+    def _wait_finished(self, component: int, timeout: Optional[float], trust_state: bool = True) -> None:
         self._check_component(component)
+        if trust_state and self._state.status_of(component) in FINISHED:
+            return  # known finished: iterating a big map needs no re-read per component
         poller = Poller(timeout)
         while True:
             progressed = self._refresh()
@@ -335,6 +337,9 @@ class Map(Sequence):
         """The output of a component, waiting for it (up to ``timeout`` seconds)."""
         self._wait_finished(component, timeout)
         found, value = self._try_output(component)
+        if not found:  # perhaps rerun meanwhile by another process: look again
+            self._wait_finished(component, timeout, trust_state=False)
+            found, value = self._try_output(component)
         if not found:
             raise exceptions.OutputNotFound(
                 f"component {component} of map {self.tag} ended as "
