@@ -98,3 +98,21 @@ def flaky(counter_dir, x):
     if tries == 0:
         raise OSError(f"transient failure of {x}")
     return x
+
+
+def resume_from_checkpoint(marker_dir, x):
+    """First run: checkpoint progress (and delete the working copy), then wait to be vacated;
+    the restarted run finds the file restored from the checkpoint."""
+    import htmap
+
+    if os.path.exists("progress"):
+        with open("progress") as f:
+            return f"resumed after {f.read()}"
+    with open("progress", "w") as f:
+        f.write("step 1")
+    htmap.checkpoint("progress")
+    os.remove("progress")
+    with open(os.path.join(marker_dir, f"started-{x}"), "w"):
+        pass
+    time.sleep(300)
+    return "not vacated"

@@ -82,7 +82,7 @@ def test_process_death_without_output_gets_slurm_reason_and_stderr_tail():
     m.wait(timeout=60, errors_ok=True)
     assert m.component_statuses[0] is ComponentStatus.ERRORED
     err = m.get_err(0)
-    assert "FAILED" in err.exception_msg and "exit code 3" in err.exception_msg
+    assert "FAILED" in err.exception_msg and "exited with code 3" in err.exception_msg
     assert "about to die with status 3" in err.report()
 
 
@@ -158,13 +158,20 @@ def test_remove_some_components_and_rerun(tmp_path):
         m2.rerun()
 
 
-def test_vacate_requeues_and_keeps_the_working_directory(tmp_path):
-    m = htmap.starmap(funcs.resume_from_scratch, [(str(tmp_path), 0)], tag="vac")
+@pytest.mark.parametrize("func", [funcs.resume_from_scratch, funcs.resume_from_checkpoint])
+def test_vacate_requeues_keeping_working_directory_and_checkpoint(tmp_path, func):
+    # resume_from_scratch keeps its progress in its working directory, resume_from_checkpoint
+    # in htmap.checkpoint() (it deletes the working copy)
+    m = htmap.starmap(func, [(str(tmp_path), 0)], tag="vac")
     wait_until(lambda: (tmp_path / "started-0").exists(), 60, message="first run started")
     wait_until(lambda: statuses(m)[0] is ComponentStatus.RUNNING, 30)
     m.vacate()
     assert m.get(0, timeout=90) == "resumed after step 1"
-    assert any(kind == "evicted" for _t, kind, _r in m._state.history.get(0, []))
+    history = m._state.history.get(0, [])
+    assert any(kind == "evicted" and "vacated" in reason for _t, kind, reason in history), history
+    # a finished component's checkpoint is gone, and is not an output file
+    assert not (m._dir / "engine" / "checkpoints" / "0").exists()
+    assert not (m.output_files[0] / "progress").exists()
 
 
 def test_pause_and_resume(tmp_path):
@@ -197,7 +204,14 @@ def test_input_files_output_files_and_missing_input_holds(tmp_path):
     m2 = htmap.map(funcs.list_cwd, [0], tag="cwd", map_options=MapOptions(fixed_input_files=[str(shared)]))
     assert "shared.txt" in m2.get(0, timeout=60)
 
-    m3 = htmap.map(funcs.make_output_files, [5], tag="outfiles")
+    # a TransferPath in the arguments is staged and replaced by ./<name>
+    m4 = htmap.map(funcs.read_file, [htmap.TransferPath(shared)], tag="tpath")
+    assert m4.get(0, timeout=60) == "shared!"
+    with pytest.raises(exceptions.InvalidOption, match="URL"):
+        htmap.map(funcs.read_file, ["x"], tag="url",
+                  map_options=MapOptions(fixed_input_files=["https://example.org/x"]))
+
+    m3 = htmap.map(funcs.make_output_files, [5], tag="outfiles")  # what transfer_output_files leaves
     assert m3.get(0, timeout=60) == 5
     assert (m3.output_files[0] / "result.txt").read_text() == "result 5"
     assert (m3.output_files[0] / "nested" / "deep.txt").read_text() == "deep 5"
@@ -265,7 +279,7 @@ def test_memory_limit_holds_then_set_memory_and_release():
     m = htmap.map(funcs.hog, [200], tag="oom", map_options=MapOptions(request_memory="60MB"))
     wait_until(lambda: statuses(m)[0] is ComponentStatus.HELD, 60, message="held for memory")
     reason = m.holds[0].reason
-    assert "memory" in reason and "60 MB" in reason and "OUT_OF_MEMORY" in reason
+    assert "request_memory of 60 MB" in reason and "OUT_OF_MEMORY" in reason and "m.set_memory" in reason
     assert m.holds[0].code == 34
     m.set_memory("400MB")
     m.release()
@@ -280,13 +294,13 @@ def test_retries_escalate_memory_and_keep_each_attempts_reason():
     assert m.get(0, timeout=120) == 150
     history = [r for _t, kind, r in m._state.history.get(0, []) if kind == "evicted"]
     assert len(history) == 2, history  # 50 -> 100 (both too small) -> 200 MB
-    assert "attempt 1" in history[0] and "OUT_OF_MEMORY" in history[0] and "request_memory=100 MB" in history[0]
-    assert "request_memory=200 MB" in history[1]
+    assert "OUT_OF_MEMORY" in history[0] and "retry 1 of 3 with request_memory 100 MB" in history[0]
+    assert "retry 2 of 3 with request_memory 200 MB" in history[1]
 
 
 def test_retry_python_exceptions_of_given_types(tmp_path):
     m = htmap.starmap(funcs.flaky, [(str(tmp_path), 0), (str(tmp_path), 1)], tag="flaky",
-                      map_options=MapOptions(max_retries=1, retry_exceptions="OSError"))
+                      map_options=MapOptions(max_retries=1, retry_exceptions=[OSError]))
     assert list(m.iter(timeout=90)) == [0, 1]
     history = [r for _t, kind, r in m._state.history.get(0, []) if kind == "evicted"]
     assert history and "OSError" in history[0] and "transient failure of 0" in history[0]
@@ -298,8 +312,25 @@ def test_time_limit_kills_and_holds_with_reason(timelimit_map):
     assert m.get(1, timeout=60) == 0
     wait_until(lambda: statuses(m)[0] is ComponentStatus.HELD, 150, interval=0.5, message="held for its time limit")
     hold = m.holds[0]
-    assert hold.code == 3
-    assert "runtime limit" in hold.reason and "max_runtime=60 s" in hold.reason and "TIMEOUT" in hold.reason
-    with pytest.raises(exceptions.MapComponentHeld, match="runtime limit"):
+    assert hold.code == 47  # as the local engine (HTCondor's allowed_job_duration)
+    assert "max_runtime of 60 s" in hold.reason and "TIMEOUT" in hold.reason
+    with pytest.raises(exceptions.MapComponentHeld, match="max_runtime"):
         m.wait(timeout=5)
     m.remove()
+
+
+def test_cancel_or_hold_from_outside_htmap_is_reported(tmp_path):
+    release = tmp_path / "go"
+    htmap.settings["MAP_OPTIONS"] = {"max_running": 1}
+    m = htmap.starmap(funcs.mark_then_wait, [(str(tmp_path), str(release), x) for x in range(3)], tag="outside")
+    wait_until(lambda: statuses(m)[0] is ComponentStatus.RUNNING, 60, message="component 0 running")
+    (array_id,) = array_ids(m)
+    subprocess.run(["scontrol", "hold", f"{array_id}_2"], check=True, capture_output=True)
+    subprocess.run(["scancel", f"{array_id}_0"], check=True, capture_output=True)
+    wait_until(lambda: statuses(m)[0] is ComponentStatus.REMOVED and statuses(m)[2] is ComponentStatus.HELD, 60,
+               message="0 removed, 2 held")
+    assert "held in Slurm" in m.holds[2].reason and m.holds[2].code == 2
+    release.touch()
+    assert m.get(1, timeout=60) == 1
+    m.release([2])
+    assert m.get(2, timeout=60) == 2

@@ -132,6 +132,18 @@ def plan_arrays(components: Sequence[int], max_size: int, max_ranges: int = 500)
     return plans
 
 
+def plan_chunks(components: Sequence[int], max_size: int, max_ranges: int = 500) -> List[Tuple[int, str, List[int]]]:
+    """Like ``plan_arrays`` but with each array's components: (offset, index spec, components)."""
+    comps = sorted(set(int(c) for c in components))
+    out: List[Tuple[int, str, List[int]]] = []
+    pos = 0
+    for offset, spec, count in plan_arrays(comps, max_size, max_ranges):
+        chunk = comps[pos:pos + count]
+        pos += count
+        out.append((offset, spec, chunk))
+    return out
+
+
 def _plan(chunk: List[int]) -> Tuple[int, str, int]:
     offset = chunk[0]
     return offset, compress(c - offset for c in chunk), len(chunk)
@@ -140,7 +152,7 @@ def _plan(chunk: List[int]) -> Tuple[int, str, int]:
 # ----------------------------------------------------------------------------- squeue
 
 SQUEUE_FIELDS = ("JobID", "ArrayJobID", "ArrayTaskID", "State", "Reason", "exit_code", "RestartCnt",
-                 "TimeLimit", "MinMemory")
+                 "TimeLimit", "MinMemory", "StartTime")
 SQUEUE_FORMAT = ",".join(f"{f}:|" for f in SQUEUE_FIELDS)
 
 
@@ -155,6 +167,7 @@ class TaskState:
     restarts: int
     time_limit: str
     min_memory: str
+    start: str = ""
 
 
 def squeue(array_ids: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> Optional[List[TaskState]]:
@@ -179,11 +192,11 @@ def parse_squeue(text: str) -> List[TaskState]:
         parts = [p.strip() for p in line.split("|")]
         if len(parts) < len(SQUEUE_FIELDS):
             continue
-        job_id, array_id, task, state, reason, exit_status, restarts, limit, mem = parts[: len(SQUEUE_FIELDS)]
+        job_id, array_id, task, state, reason, exit_status, restarts, limit, mem, start = parts[: len(SQUEUE_FIELDS)]
         if not task.isdigit():
             continue  # not an array task (someone else's job, or a meta record)
         rows.append(TaskState(job_id, array_id, int(task), state.split()[0] if state else "", reason,
-                              _int(exit_status), _int(restarts), limit, mem))
+                              _int(exit_status), _int(restarts), limit, mem, start))
     return rows
 
 
@@ -192,6 +205,49 @@ def _int(text: str) -> int:
         return int(text)
     except ValueError:
         return 0
+
+
+# ----------------------------------------------------------------------------- sacct
+
+_SACCT_OK: Dict[str, bool] = {}
+
+
+def sacct_available(timeout: float = 5.0) -> bool:
+    """Whether this cluster keeps accounting (``sacct`` answers); probed once per SLURM_CONF."""
+    key = os.environ.get("SLURM_CONF", "")
+    if key not in _SACCT_OK:
+        ok = shutil.which("sacct") is not None
+        if ok:
+            try:
+                ok = run(["sacct", "-n", "-X", "-j", "1", "-o", "JobID"], timeout=timeout).returncode == 0
+            except SlurmError:
+                ok = False
+        _SACCT_OK[key] = ok
+    return _SACCT_OK[key]
+
+
+def sacct(array_ids: Sequence[str], timeout: float = DEFAULT_TIMEOUT) -> List[TaskState]:
+    """Final states of array tasks that squeue no longer shows (purged after MinJobAge)."""
+    if not array_ids:
+        return []
+    proc = run(["sacct", "-n", "-P", "-X", "-j", ",".join(array_ids), "-o",
+                "JobID,JobIDRaw,State,ExitCode,ReqMem,Start"], timeout=timeout)
+    if proc.returncode != 0:
+        return []
+    rows = []
+    for line in proc.stdout.splitlines():
+        parts = line.split("|")
+        if len(parts) < 6:
+            continue
+        jobid, raw, state, exit_code, mem, start = parts[:6]
+        array_id, sep, task = jobid.partition("_")
+        if not sep or not task.isdigit():
+            continue
+        code, _, sig = exit_code.partition(":")
+        status = (_int(code) << 8) | (_int(sig) & 0x7F)
+        rows.append(TaskState(raw, array_id, int(task), state.split()[0] if state else "", "sacct", status, 0, "",
+                              mem.rstrip("n").rstrip("c"), start))
+    return rows
 
 
 # ----------------------------------------------------------------------------- formatting

@@ -1,0 +1,1 @@
+"""The slurm engine: maps as ``sbatch`` job arrays, state from ``squeue`` (see docs/slurm.md)."""
