@@ -215,6 +215,7 @@ class Map(Sequence):
         for event in events:
             self._state.apply(event)
         if events:
+            self._state.events_seen = getattr(self._state, "events_seen", 0) + len(events)
             self._dirty = True
         now = time.monotonic()
         if self._dirty and (now - self._last_save > SAVE_INTERVAL or self._state.all_finished()):
@@ -499,7 +500,7 @@ class Map(Sequence):
         """Bytes this map uses under HTMAP_DIR (remembered until new events arrive: a
         million-file walk is slow on AFS)."""
         self._refresh()
-        key = repr(self._state.cursor)
+        key = getattr(self._state, "events_seen", 0)
         cached = getattr(self._state, "local_data_cache", None)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -564,8 +565,21 @@ class Map(Sequence):
         self._engine.edit(self._job, "request_disk", parse_size(disk, "KB", "disk"), self._targets(components))
 
     @_alive
-    def remove(self, force: bool = False) -> None:
-        """Stop every component and delete the map and all its files."""
+    def set_runtime(self, runtime: Any, components: Optional[Sequence[int]] = None) -> None:
+        """Change the runtime limit (seconds, or "2h") of components for their next run."""
+        from .options import parse_duration
+
+        self._engine.edit(self._job, "max_runtime", parse_duration(runtime), self._targets(components))
+
+    @_alive
+    def remove(self, force: bool = False, components: Optional[Sequence[int]] = None) -> None:
+        """Stop every component and delete the map and all its files.
+
+        With ``components``, only stop those (they become REMOVED; rerun brings them back)
+        and keep the map."""
+        if components is not None:
+            self._act(Action.REMOVE, components, "removed by the user")
+            return
         try:
             self._engine.act(self._job, Action.REMOVE, None, "the map was removed")
             self._engine.forget(self._job)

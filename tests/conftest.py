@@ -21,13 +21,14 @@ def isolated_htmap(tmp_path, monkeypatch):
     htmap_dir = tmp_path / "htmap"
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("HTMAP_DIR", str(htmap_dir))
+    engine = os.environ.get("HTMAP_TEST_ENGINE", "local")  # run the core suite on another engine
     monkeypatch.delenv("HTMAPRC", raising=False)
     for name in list(os.environ):
         if name.startswith("HTMAP_") and name != "HTMAP_DIR":
             monkeypatch.delenv(name)
     reset_for_tests()
     htmap.settings["HTMAP_DIR"] = str(htmap_dir)
-    htmap.settings["ENGINE"] = os.environ.get("HTMAP_TEST_ENGINE", "local")
+    htmap.settings["ENGINE"] = engine
     htmap.settings["LOCAL.IDLE_EXIT_SECONDS"] = 2
     yield htmap_dir
     for pid in supervisor_pids(htmap_dir):

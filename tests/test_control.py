@@ -238,3 +238,26 @@ def test_killed_component_is_retried(tmp_path):
     assert m.get(0, timeout=T) == 2
     reasons = [reason for _, kind, reason in m._state.history[0] if kind == "evicted"]
     assert reasons and "signal 9" in reasons[0] and "retry 1 of 1" in reasons[0]
+
+
+def test_remove_some_components_keeps_the_map(gate):
+    markers, release = gate
+    m = gated_map(gate, 3, "rm-some")
+    wait_until(lambda: len(started(markers)) >= 2, T, message="components to start")
+    m.remove(components=[1])
+    assert m.exists
+    assert m.component_statuses[1] is ComponentStatus.REMOVED
+    release.touch()
+    m.wait(timeout=T)
+    assert m.get(0) == 0 and m.get(2) == 20
+    m.rerun([1])
+    assert m.get(1, timeout=T) == 10
+
+
+def test_set_runtime_then_release_lets_it_finish():
+    m = htmap.starmap(funcs.sleep_then, args=[(7, 1.5)], tag="needs-time", map_options=htmap.MapOptions(max_runtime=1))
+    m.wait(timeout=T, holds_ok=True)
+    assert "max_runtime" in m.holds[0].reason
+    m.set_runtime("1m")
+    m.release()
+    assert m.get(0, timeout=T) == 7

@@ -99,7 +99,7 @@ class LocalEngine(Engine):
 
     def edit(self, job: JobSet, resource: str, value: Any, components: Optional[Sequence[int]] = None) -> None:
         """Change a resource request; the supervisor applies it to components not yet finished."""
-        if resource not in ("request_memory", "request_disk"):
+        if resource not in ("request_memory", "request_disk", "max_runtime"):
             raise NotImplementedError(f"the local engine cannot edit {resource}")
         self.paths.make()
         req = self._registration(job)
