@@ -11,7 +11,9 @@ from htmap import jobfiles, store
 from htmap.engines.base import JobSet
 from htmap.settings import BASE_SETTINGS
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "htcondor"
+# A copy of ../shared/fixtures/htcondor (recorded on a real HTCondor 25 pool), kept in the repo so
+# the tests run on a clean checkout anywhere.
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def double(x):

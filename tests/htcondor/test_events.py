@@ -1,4 +1,4 @@
-"""Event-log folding with the real htcondor2.JobEventLog over the real logs in shared/fixtures/htcondor."""
+"""Event-log folding with the real htcondor2.JobEventLog over the real logs in tests/htcondor/fixtures (a copy of shared/fixtures/htcondor)."""
 from __future__ import annotations
 
 import json
