@@ -33,7 +33,7 @@ def env_info(_):
     return os.environ.get("HTMAP_ON_EXECUTE"), os.environ.get("HTMAP_COMPONENT")
 
 
-def wait_for_file(path, value=None, timeout=60):
+def wait_for_file(path, value=None, timeout=120):
     """Block until ``path`` exists (the test creates it), then return ``value``."""
     deadline = time.monotonic() + timeout
     while not os.path.exists(path):

@@ -3,21 +3,7 @@ import os
 import sys
 import time
 
-
-def double(x):
-    return 2 * x
-
-
-def chatty(x):
-    print(f"out {x}")
-    print(f"err {x}", file=sys.stderr)
-    return x
-
-
-def fail_on(x, bad=3):
-    if x == bad:
-        raise ValueError(f"component input {x} is bad")
-    return x
+from tests.funcs import chatty, double, fail_on, wait_for_file  # noqa: F401  (shared with the core tests)
 
 
 def die(x):
@@ -25,15 +11,6 @@ def die(x):
     sys.stderr.write(f"about to die with status 3 (input {x})\n")
     sys.stderr.flush()
     os._exit(3)
-
-
-def wait_for_file(path, value=None, timeout=120):
-    deadline = time.monotonic() + timeout
-    while not os.path.exists(path):
-        if time.monotonic() > deadline:
-            raise TimeoutError(path)
-        time.sleep(0.05)
-    return value
 
 
 def mark_then_wait(marker_dir, release_path, x):
