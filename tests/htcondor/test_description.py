@@ -65,7 +65,7 @@ def test_basic_description_is_htmap_shaped_and_accepted(make_job, scheduler):
         "MY.component": "$(component)",
         "MY.IsHTMapJob": "true",
         "MY.HTMapJobId": f'"{job.job_id}"',
-        "transfer_input_files": f"{jobfiles.runner_path()},{d}/func,{e}/inputs/$(component).in",
+        "transfer_input_files": f"{jobfiles.runner_path()},{d}/func,{e}/inputs/$(component).in,{d}/func.source.json",
         "transfer_output_files": "$(component).out,_htmap_user_transfer/$(component),_htmap_checkpoint",
         "transfer_output_remaps": f'"$(component).out={d}/outputs/$(component).out"',
         "on_exit_hold": "(ExitBySignal =?= true) || (ExitCode =!= 0 && ExitCode =!= 86)",
@@ -76,7 +76,7 @@ def test_basic_description_is_htmap_shaped_and_accepted(make_job, scheduler):
     assert items == [{"component": "0"}, {"component": "1"}, {"component": "2"}]
     sub = htcondor2.Submit(desc)  # the real bindings accept it
     assert sub["JobBatchName"] == "mymap"
-    assert expand_for(desc, items[1], "transfer_input_files").endswith("/inputs/1.in")
+    assert "/inputs/1.in," in expand_for(desc, items[1], "transfer_input_files")
     assert expand_for(desc, items[2], "transfer_output_remaps") == f'"2.out={d}/outputs/2.out"'
     # per-component input files hold exactly that component's (args, kwargs)
     import cloudpickle

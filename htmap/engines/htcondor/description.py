@@ -47,7 +47,8 @@ EVENT_LOG = "events"
 INPUTS_DIR = "inputs"
 RESOURCE_KEYS = ("request_memory", "request_disk", "request_cpus")
 CONSUMED_KEYS = frozenset(("max_runtime", "max_retries", "retry_memory_factor", "retry_exceptions"))
-RESERVED_INPUT_NAMES = frozenset(("runner.py", "func", WRAPPER_NAME))
+SOURCE_NAME = "func.source.json"
+RESERVED_INPUT_NAMES = frozenset(("runner.py", "func", SOURCE_NAME, WRAPPER_NAME))
 _MACRO_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -183,6 +184,10 @@ class Description:
             own_input = str(engine / INPUTS_DIR / "$(component).in")
         base_inputs = [str(self.runner), str(d / "func"), own_input]
         base_inputs += self.delivery_inputs
+        htmap_files = len(base_inputs)
+        if (d / SOURCE_NAME).exists():  # source lines for error reports of script functions
+            base_inputs.append(str(d / SOURCE_NAME))
+            htmap_files += 1
         base_inputs += [local_or_url(p) for p in job.fixed_input_files]
         if job.input_files is not None:
             own = [[local_or_url(p) for p in job.input_files[c]] for c in components]
@@ -194,7 +199,7 @@ class Description:
         else:
             desc["transfer_input_files"] = ",".join(base_inputs)
 
-        self._check_input_names(base_inputs[3:] + [f for files in (job.input_files or []) for f in files])
+        self._check_input_names(base_inputs[htmap_files:] + [f for files in (job.input_files or []) for f in files])
 
         outputs = ["$(component).out", "_htmap_user_transfer/$(component)", "_htmap_checkpoint"]
         remap_base = f"$(component).out={d / 'outputs' / '$(component).out'}"
