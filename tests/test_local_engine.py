@@ -161,3 +161,20 @@ def _alive(pid):
     except FileNotFoundError:
         return False
     return True
+
+
+def test_kill_9_worker_holding_a_chunk_requeues_the_rest(tmp_path):
+    """Workers get chunks of components; killing one loses only the component it was running."""
+    htmap.settings["LOCAL.MAX_WORKERS"] = 2
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    n = 400
+    m = htmap.starmap(funcs.record_pid, args=[(str(markers), i) for i in range(n)], tag="chunks")
+    wait_until(lambda: len(list(markers.iterdir())) >= 20, T, message="components to run")
+    victim = int(sorted(markers.iterdir())[0].name.split("-")[2])
+    os.kill(victim, signal.SIGKILL)
+    m.wait(timeout=T, errors_ok=True)
+    assert finished_once(m) == {c: 1 for c in range(n)}
+    errored = [c for c, s in enumerate(m.component_statuses) if s is ComponentStatus.ERRORED]
+    assert len(errored) <= 1  # at most the one it was running when killed
+    assert all(m[c] == c for c in range(n) if c not in errored)
