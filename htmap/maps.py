@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from . import exceptions, jobfiles, mapstore, store
-from .engines import Action, EventKind, JobSet, make_engine
+from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
 

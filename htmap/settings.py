@@ -8,7 +8,7 @@ import copy
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import Any, Dict, Iterator, List, Mapping, Union
 
 from . import exceptions
 

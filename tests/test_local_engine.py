@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import htmap
-from htmap import ComponentStatus, exceptions, jobfiles
+from htmap import ComponentStatus, exceptions
 from htmap.engines.local import protocol
 from tests import funcs
 from tests.helpers import supervisor_pids, wait_until
