@@ -35,6 +35,7 @@ import click
 
 import htmap
 from . import exceptions, management, mapstore
+from .management import aligned_table
 
 # ``htmap.settings`` is the Settings object; the module is reached through sys.modules
 settings_module = importlib.import_module("htmap.settings")
@@ -50,8 +51,8 @@ EXIT_TIMEOUT = 124
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process killed by it
 
-STATE_COLUMNS = [s.value for s in ComponentStatus.display_statuses()]
-META_COLUMNS = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
+STATE_COLUMNS = management.STATUS_COLUMNS
+META_COLUMNS = management.META_COLUMNS
 IDENTITY_COLUMNS = ["tag", "engine", "transient", "components"]
 
 STATUS_COLORS = {
@@ -169,35 +170,6 @@ def echo(text: str = "", color: bool = False, err: bool = False, nl: bool = True
 
 def warn(message: str) -> None:
     click.echo(f"WARNING: {message}", err=True)
-
-
-def _table(rows: List[List[str]], right: Sequence[bool], header: bool = True) -> List[str]:
-    """Aligned lines (two spaces between columns); the first row is a header if ``header``."""
-    if not rows:
-        return []
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = []
-    for j, row in enumerate(rows):
-        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
-        lines.append("  ".join(cells).rstrip())
-        if header and j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return lines
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{int(n)} B" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
-def human_seconds(s: float) -> str:
-    s = int(round(s))
-    h, rem = divmod(s, 3600)
-    m, sec = divmod(rem, 60)
-    return f"{h}:{m:02d}:{sec:02d}"
 
 
 # -- selecting maps ----------------------------------------------------------------
@@ -389,21 +361,8 @@ def _map_color(row: Dict[str, Any]) -> Optional[str]:
 
 def format_status_text(rows: List[Dict[str, Any]], state: bool, meta: bool, color: bool,
                        width: Optional[int] = None) -> List[str]:
-    header = ["Tag"]
-    if state:
-        header += STATE_COLUMNS
-    if meta:
-        header += ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"]
-    table = [header]
-    for r in rows:
-        line = [("* " if r["transient"] else "") + r["tag"]]
-        if state:
-            line += [str(r[s]) for s in STATE_COLUMNS]
-        if meta:
-            line += [human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
-                     human_seconds(r["max_runtime_s"]), human_seconds(r["total_runtime_s"])]
-        table.append(line)
-    lines = _table(table, [False] + [True] * (len(header) - 1))
+    table = management.status_cells(rows, state, meta, mark_transient=True)
+    lines = aligned_table(table, [False] + [True] * (len(table[0]) - 1))
     if width:  # --live: a wrapped line would break redrawing in place
         lines = [line[:width].rstrip() for line in lines]
     out = [style(lines[0], color, bold=True), lines[1]]
@@ -1007,7 +966,7 @@ def info(as_json) -> None:
         click.echo(f"{(k + ':').ljust(width)} {v}")
     click.echo("Engines (auto tries them in this order):")
     rows = [[p["engine"], "yes" if p["available"] else "no", p["why"]] for p in data["engines"]]
-    for line in _table(rows, [False, False, False], header=False):
+    for line in aligned_table(rows, [False, False, False], header=False):
         click.echo(f"  {line}")
     click.echo("Clusters:")
     c = data["clusters"]["htcondor"]

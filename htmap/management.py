@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import exceptions, mapstore, store
 from .maps import Map
@@ -111,7 +111,7 @@ def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
     return rows
 
 
-def _human_bytes(n: float) -> str:
+def human_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if n < 1024 or unit == "TB":
             return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
@@ -119,35 +119,48 @@ def _human_bytes(n: float) -> str:
     return f"{n} B"
 
 
-def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
-    """A table of every map's status."""
-    rows = status_rows(maps, include_state, include_meta)
-    header = ["Tag"] + (STATUS_COLUMNS if include_state else []) + (
-        ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"] if include_meta else [])
-    table = [header]
-    for r in rows:
-        cells = [r["tag"]]
-        if include_state:
-            cells += [str(r[s]) for s in STATUS_COLUMNS]
-        if include_meta:
-            cells += [_human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
-                      _fmt_seconds(r["max_runtime_s"]), _fmt_seconds(r["total_runtime_s"])]
-        table.append(cells)
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = []
-    for j, row in enumerate(table):
-        cells = [row[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(row[1:], widths[1:])]
-        lines.append("  ".join(cells).rstrip())
-        if j == 0:
-            lines.append("  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt_seconds(s: float) -> str:
+def human_seconds(s: float) -> str:
     s = int(round(s))
     h, rem = divmod(s, 3600)
     m, sec = divmod(rem, 60)
     return f"{h}:{m:02d}:{sec:02d}"
+
+
+def aligned_table(rows: List[List[str]], right: Sequence[bool], header: bool = True) -> List[str]:
+    """Aligned lines (two spaces between columns); the first row is a header if ``header``."""
+    if not rows:
+        return []
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for j, row in enumerate(rows):
+        cells = [c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)]
+        lines.append("  ".join(cells).rstrip())
+        if header and j == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return lines
+
+
+def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include_meta: bool = True,
+                 mark_transient: bool = False) -> List[List[str]]:
+    """The status table as strings: a header, then one row per map (shared with the CLI)."""
+    header = ["Tag"] + (STATUS_COLUMNS if include_state else []) + (
+        ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"] if include_meta else [])
+    table = [header]
+    for r in rows:
+        cells = [("* " if mark_transient and r["transient"] else "") + r["tag"]]
+        if include_state:
+            cells += [str(r[s]) for s in STATUS_COLUMNS]
+        if include_meta:
+            cells += [human_bytes(r["local_data_bytes"]), f"{r['max_memory_mb']} MB",
+                      human_seconds(r["max_runtime_s"]), human_seconds(r["total_runtime_s"])]
+        table.append(cells)
+    return table
+
+
+def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
+    """A table of every map's status."""
+    table = status_cells(status_rows(maps, include_state, include_meta), include_state, include_meta)
+    return "\n".join(aligned_table(table, [False] + [True] * (len(table[0]) - 1)))
 
 
 def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,
