@@ -37,18 +37,28 @@ except ImportError as _e:  # reported per component, not as a crash
     CLOUDPICKLE_ERROR = str(_e)
 
 
+def read_stored_input(index_fd, data_fd, component):
+    """The pickled (args, kwargs) of one component from open ``index`` and ``data`` files."""
+    size = INDEX_ENTRY.size
+    raw = os.pread(index_fd, 2 * size, component * size)
+    if len(raw) != 2 * size:
+        raise IndexError("component %d is not in the map's inputs" % component)
+    start, end = INDEX_ENTRY.unpack(raw[:size])[0], INDEX_ENTRY.unpack(raw[size:])[0]
+    return os.pread(data_fd, end - start, start)
+
+
 def read_input_bytes(inputs, component):
     """The pickled (args, kwargs) of one component, from a directory store or a file."""
     if os.path.isdir(inputs):
-        with open(os.path.join(inputs, "index"), "rb") as f:
-            f.seek(component * INDEX_ENTRY.size)
-            raw = f.read(2 * INDEX_ENTRY.size)
-        if len(raw) != 2 * INDEX_ENTRY.size:
-            raise IndexError("component %d is not in %s" % (component, inputs))
-        start, end = INDEX_ENTRY.unpack(raw[:8])[0], INDEX_ENTRY.unpack(raw[8:])[0]
-        with open(os.path.join(inputs, "data"), "rb") as f:
-            f.seek(start)
-            return f.read(end - start)
+        index_fd = os.open(os.path.join(inputs, "index"), os.O_RDONLY)
+        try:
+            data_fd = os.open(os.path.join(inputs, "data"), os.O_RDONLY)
+            try:
+                return read_stored_input(index_fd, data_fd, component)
+            finally:
+                os.close(data_fd)
+        finally:
+            os.close(index_fd)
     with open(inputs, "rb") as f:
         return f.read()
 

@@ -136,12 +136,10 @@ class JobCache:
         _, index, data = entry
         if index is None:
             return None
-        size = self.runner.INDEX_ENTRY.size
-        raw = os.pread(index, 2 * size, component * size)
-        if len(raw) != 2 * size:
-            return None
-        start, end = self.runner.INDEX_ENTRY.unpack(raw[:size])[0], self.runner.INDEX_ENTRY.unpack(raw[size:])[0]
-        return os.pread(data, end - start, start)
+        try:
+            return self.runner.read_stored_input(index, data, component)
+        except IndexError:
+            return None  # the runner reads it again and reports the failure
 
     def drop(self, job_id):
         _, index, data = self.jobs.pop(job_id)
