@@ -18,6 +18,7 @@ import htmap
 from htmap import cli as cli_module
 from htmap.cli import cli
 from htmap.state import ComponentStatus
+from tests.funcs import chatty as noisy, double
 from tests.helpers import wait_until
 
 if sys.version_info >= (3, 11):
@@ -28,19 +29,9 @@ else:  # pragma: no cover
 
 # -- functions the tests map (module level, so workers can import them) ----------------
 
-def double(x):
-    return 2 * x
-
-
 def odd_fails(x):
     if x % 2:
         raise ValueError(f"odd input {x}")
-    return x
-
-
-def noisy(x):
-    print(f"out {x}")
-    print(f"err {x}", file=sys.stderr)
     return x
 
 
