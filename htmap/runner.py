@@ -108,11 +108,15 @@ def scratch_contents(directory):
 # Source of functions pickled by value (defined in a script or notebook), written beside the
 # function file at submit: the execute node may not have the file, and cloudpickle hides its name.
 SOURCES = {}
+SOURCES_READ = set()  # function files whose sidecar was looked for (a warm worker runs many components)
 
 
 def load_sources(func_file):
     import json
 
+    if func_file in SOURCES_READ:
+        return
+    SOURCES_READ.add(func_file)
     try:
         with open(func_file + ".source.json") as f:
             SOURCES.update(json.load(f))
@@ -228,8 +232,7 @@ def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=N
             sys.executable, CLOUDPICKLE_ERROR, sys.executable)
         sys.stderr.write("htmap: %s\n" % message)
         return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch), protocol=4)
-    if not SOURCES:
-        load_sources(func_file)
+    load_sources(func_file)
     try:
         if func is None:
             with open(func_file, "rb") as f:
@@ -248,8 +251,12 @@ def write_output(output_dir, component, data):
     path = os.path.join(output_dir, "%d.out" % component)
     tmp = os.path.join(output_dir, ".%d.out.tmp-%d" % (component, os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
+    try:
+        view = memoryview(data)
+        while view:  # os.write, not a file object: this runs once per component
+            view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
     os.replace(tmp, path)
     return path
 
