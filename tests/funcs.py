@@ -126,6 +126,31 @@ def spawn_child_and_wait(marker_dir, release_path):
     return 0
 
 
+def start_daemon():
+    """A `sleep` that left this process's session and was orphaned (setsid, then its shell exits)."""
+    import subprocess
+    out = subprocess.run(["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!"], start_new_session=True,
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.split()[0])
+
+
+def spawn_daemon_and_wait(marker_dir, release_path):
+    """Start a daemon (another session, orphaned), record both pids, then wait."""
+    daemon = start_daemon()
+    with open(os.path.join(marker_dir, f"pids-{os.getpid()}-{daemon}"), "w"):
+        pass
+    wait_for_file(release_path)
+    return 0
+
+
+def leave_daemon(marker_dir):
+    """Start a daemon, record its pid, and return while it still runs."""
+    daemon = start_daemon()
+    with open(os.path.join(marker_dir, f"daemon-{daemon}"), "w"):
+        pass
+    return daemon
+
+
 def counting_checkpoint(marker_dir, release_path, steps=5):
     """Count steps, checkpointing each; block at step 2 until released (the test vacates it there)."""
     import htmap

@@ -124,15 +124,25 @@ def test_checkpoint_survives_supervisor_kill(gate, isolated_htmap):
     assert markers_in(markers, "resumed-at-2")
 
 
-def test_remove_running_map_leaves_no_process(gate):
+@pytest.mark.parametrize("spawn", [funcs.spawn_child_and_wait, funcs.spawn_daemon_and_wait],
+                         ids=["child", "daemon-in-own-session"])
+def test_remove_running_map_leaves_no_process(gate, spawn):
     markers, release = gate
-    m = htmap.starmap(funcs.spawn_child_and_wait, args=[(str(markers), str(release))] * 2, tag="rm-running")
+    m = htmap.starmap(spawn, args=[(str(markers), str(release))] * 2, tag="rm-running")
     wait_until(lambda: len(markers_in(markers, "pids-")) == 2, T, message="components and children to start")
     pids = [int(x) for name in markers_in(markers, "pids-") for x in name.split("-")[1:]]
     assert all(alive(p) for p in pids)
     m.remove()
     wait_until(lambda: not any(alive(p) for p in pids), T, message="every process of the map to end")
     assert not m.exists
+
+
+def test_processes_a_component_leaves_running_end_with_it(gate):
+    markers, _ = gate
+    m = htmap.map(funcs.leave_daemon, [str(markers)], tag="leftover")
+    daemon = m.get(0, timeout=T)
+    assert markers_in(markers, f"daemon-{daemon}")
+    wait_until(lambda: not alive(daemon), T, message="the daemon the component left behind to end")
 
 
 def test_rerun_only_finished_components(gate):

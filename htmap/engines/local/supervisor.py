@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
 from ... import jobfiles, store
-from . import protocol
+from . import processes, protocol
 
 NEW, PENDING, RUNNING, HELD, DONE, REMOVED, SUSPENDED, ASSIGNED = range(8)
 # ASSIGNED: sent to a worker that has not started it yet (never logged; PENDING after a crash)
@@ -239,8 +239,17 @@ class Worker:
         return None
 
     def signal(self, sig: int) -> None:
+        """Signal the worker and every process below it, also those in other sessions (setsid)."""
+        pid = self.proc.pid
+        if sig == signal.SIGKILL:
+            # Frozen, the worker starts nothing new; alive, it keeps the orphans of what is killed
+            # below it (it is their subreaper). Killed first, they would escape to init.
+            processes.signal_all([pid], signal.SIGSTOP)
+            processes.kill_descendants(pid)
+        else:
+            processes.signal_all([pid] + processes.descendants(pid), sig)
         try:
-            os.killpg(self.proc.pid, sig)
+            os.killpg(pid, sig)  # and the worker's own group (all of it where /proc is missing)
         except ProcessLookupError:
             pass
 
@@ -261,25 +270,6 @@ def format_seconds(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, sec = divmod(rest, 60)
     return f"{h}h{m:02d}m{sec:02d}s" if h else (f"{m}m{sec:02d}s" if m else f"{sec}s")
-
-
-def tree_rss_mb(pid: int) -> int:
-    """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
-    total_pages, seen, todo = 0, set(), [pid]
-    while todo:
-        p = todo.pop()
-        if p in seen:
-            continue
-        seen.add(p)
-        try:
-            with open(f"/proc/{p}/statm") as f:
-                total_pages += int(f.read().split()[1])
-            for task in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{task}/children") as f:
-                    todo.extend(int(x) for x in f.read().split())
-        except (OSError, ValueError, IndexError):
-            continue
-    return total_pages * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
 
 
 SCRATCH_PREFIX = "htmap-scratch-"
@@ -693,7 +683,7 @@ class Supervisor:
                 continue
             limit_mb = job.option("request_memory", c)
             if limit_mb:
-                rss = tree_rss_mb(w.proc.pid)
+                rss = processes.tree_rss_mb(w.proc.pid)
                 w.peak_mb = max(w.peak_mb, rss)
                 if rss > int(limit_mb):
                     self.over_limit(w, job, c, f"used {rss} MB of memory, more than its request_memory of "

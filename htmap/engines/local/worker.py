@@ -14,11 +14,16 @@ import time
 from multiprocessing.connection import Connection
 
 
-def load_runner(path):
-    spec = importlib.util.spec_from_file_location("_htmap_runner", path)
+def load_module(path, name):
+    """Import a file under a private name: the user's modules must not clash with ours."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_runner(path):
+    return load_module(path, "_htmap_runner")
 
 
 TRANSFER_DIR = "_htmap_transfer"
@@ -264,6 +269,9 @@ def exception_of(data, runner):
 
 def main(runner_path, conn_fd):
     die_with_parent()
+    processes = load_module(os.path.join(os.path.dirname(os.path.abspath(__file__)), "processes.py"),
+                            "_htmap_processes")
+    processes.become_subreaper()  # processes a component starts stay below this one, even after setsid
     runner = load_runner(runner_path)
     conn = Connection(conn_fd)
     home = os.getcwd()
@@ -306,6 +314,8 @@ def main(runner_path, conn_fd):
         sys.stdout.flush()
         sys.stderr.flush()
         os.chdir(home)
+        # what the component started and left running ends with it, as a batch job's would
+        processes.end_leftovers()
         try:
             collect_outputs(scratch, directory, component, extras.get("remaps"))
         except OSError as e:
