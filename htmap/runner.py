@@ -248,17 +248,41 @@ def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=N
 
 
 def write_output(output_dir, component, data):
+    """Publish ``<component>.out`` by temp + rename; on failure (a full disk) no temp file stays."""
     path = os.path.join(output_dir, "%d.out" % component)
     tmp = os.path.join(output_dir, ".%d.out.tmp-%d" % (component, os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(data)
-        while view:  # os.write, not a file object: this runs once per component
-            view = view[os.write(fd, view):]
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        try:
+            view = memoryview(data)
+            while view:  # os.write, not a file object: this runs once per component
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     return path
+
+
+def write_output_or_failure(output_dir, component, data, scratch=None):
+    """Write the output; if that fails (a full disk, a quota), write a short report saying so.
+    Returns the bytes written. Raises only when even the report cannot be written: the engine
+    then records the failure, with this process's stderr."""
+    try:
+        write_output(output_dir, component, data)
+        return data
+    except OSError as e:
+        message = ("could not write the output of component %d (%d bytes) into %s: %s; free space there "
+                   "(or raise the quota), then rerun the component" % (component, len(data), output_dir, e))
+        sys.stderr.write("htmap: %s\n" % message)
+        data = ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch), protocol=4)
+        write_output(output_dir, component, data)
+        return data
 
 
 def main(argv):
@@ -267,7 +291,7 @@ def main(argv):
         return 2
     func_file, inputs, component, output_dir = argv[0], argv[1], int(argv[2]), argv[3]
     data = load_and_run(func_file, inputs, component, os.getcwd())
-    write_output(output_dir, component, data)
+    write_output_or_failure(output_dir, component, data, scratch=os.getcwd())
     return 0
 
 

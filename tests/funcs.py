@@ -126,6 +126,11 @@ def spawn_child_and_wait(marker_dir, release_path):
     return 0
 
 
+def megabytes(n):
+    """A return value of ``n`` MB."""
+    return b"x" * (n * 1024 * 1024)
+
+
 def start_daemon():
     """A `sleep` that left this process's session and was orphaned (setsid, then its shell exits)."""
     import subprocess

@@ -4,8 +4,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import os
+import signal
+
 import htmap
+from htmap import ComponentStatus
 from tests import funcs
+from tests.helpers import supervisor_pids, wait_until
 
 T = 60
 REPO = Path(__file__).parent.parent
@@ -97,3 +102,33 @@ def test_two_processes_watching_one_map_agree(isolated_htmap, tmp_path):
     m.wait(timeout=T)
     assert [p.communicate(timeout=T)[0].strip() for p in procs] == [str(sum(2 * i for i in range(20)))] * 3
     assert m.status_counts()[htmap.ComponentStatus.COMPLETED] == 20
+
+
+def test_full_disk_while_writing_an_output(isolated_htmap):
+    """The supervisor and its workers inherit a 1 MB file-size limit: a 2 MB result cannot be written."""
+    proc = run_python(f"""
+        import resource, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+        import htmap
+        from tests import funcs
+        htmap.settings["ENGINE"] = "local"
+        m = htmap.map(funcs.megabytes, [2, 0], tag="full-disk")
+        m.wait(timeout=60, errors_ok=True)
+        print("statuses", [s.value for s in m.component_statuses])
+    """)
+    assert "statuses ['ERRORED', 'COMPLETED']" in proc.stdout, proc.stderr
+    m = htmap.load("full-disk")
+    assert m[1] == b""
+    (report,) = m.error_reports()
+    assert "could not write the output of component 0" in report
+    assert "File too large" in report and "free space there" in report
+    assert not [p.name for p in (m._dir / "outputs").iterdir() if ".tmp" in p.name]  # no partial file kept
+    # with space again (a supervisor without the limit), a rerun writes the whole result
+    for pid in supervisor_pids(isolated_htmap):
+        os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not supervisor_pids(isolated_htmap), T, message="the limited supervisor to end")
+    m.rerun(components=[0])
+    assert len(m.get(0, timeout=T)) == 2 * 1024 * 1024
+    assert m.component_statuses == [ComponentStatus.COMPLETED] * 2

@@ -727,8 +727,8 @@ class Supervisor:
         if job is not None and c is not None and not worker.stopped_on_purpose and job.state[c] == RUNNING:
             try:
                 jobfiles.write_failure(job.directory / "outputs", c, message, stderr_tail)
-            except FileNotFoundError:
-                pass
+            except OSError as e:  # the map was removed, or the disk is full: the event below still says why
+                print(f"htmap supervisor: could not record the failure of component {c}: {e}", file=sys.stderr)
             job.log(time.time(), c, "errored", reason=message, runtime=round(time.time() - worker.started, 6))
         for other_job, other in worker.assigned:  # sent but never started: back in the queue
             if other_job.state[other] == ASSIGNED:

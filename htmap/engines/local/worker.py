@@ -324,7 +324,7 @@ def main(runner_path, conn_fd):
         logs = os.path.join(directory, "logs")
         save_capture(1, os.path.join(logs, "%d.stdout" % component))
         save_capture(2, os.path.join(logs, "%d.stderr" % component))
-        runner.write_output(os.path.join(directory, "outputs"), component, data)
+        data = runner.write_output_or_failure(os.path.join(directory, "outputs"), component, data, scratch=scratch)
         empty_directory(scratch)
         if os.path.isdir(checkpoint_dir):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: a checkpoint is not an output
