@@ -872,6 +872,32 @@ def set_(key, value, as_string) -> None:
     click.echo(f"Set {key} = {json.dumps(typed)} in {rc}")
 
 
+# -- transplant installs ---------------------------------------------------------------
+
+@cli.group()
+def transplants() -> None:
+    """Manage the packed Python installations of the transplant delivery method."""
+
+
+@transplants.command(name="info")
+def transplants_info() -> None:
+    """List the packed installations, numbered, with their packages."""
+    click.echo(htmap.transplant_info())
+
+
+@transplants.command(name="remove")
+@click.argument("index", type=int)
+def transplants_remove(index) -> None:
+    """Remove a packed installation by its number in `htmap transplants info`."""
+    installs = htmap.transplants()
+    if not 0 <= index < len(installs):
+        raise CLIError(f"there is no transplant install number {index}; "
+                       + (f"they are numbered 0 to {len(installs) - 1} (see `htmap transplants info`)"
+                          if installs else htmap.transplant_info()))
+    installs[index].remove()
+    click.echo(f"Removed transplant install {installs[index].hash} ({installs[index].path})")
+
+
 @cli.command()
 def version() -> None:
     """Print the versions of htmap, Python and its libraries."""

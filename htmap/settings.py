@@ -140,8 +140,10 @@ class Settings:
             _merge(out, layer)
         return out
 
-    def replace(self, other: "Settings") -> None:
-        self.maps = other.maps
+    def replace(self, other: Union["Settings", Dict[str, Any]]) -> None:
+        """Take ``other``'s layers (copies: changing these settings later leaves ``other`` as it was)."""
+        layers = other.maps if isinstance(other, Settings) else [other]
+        self.maps = [copy.deepcopy(layer) for layer in layers]
 
     def append(self, other: Union["Settings", Dict[str, Any]]) -> None:
         """Add layers below the existing ones (lowest precedence)."""
@@ -209,6 +211,11 @@ def _load_rc() -> Dict[str, Any]:
         return {}
     except tomllib.TOMLDecodeError as e:
         raise exceptions.HTMapException(f"{path} is not valid TOML: {e}; fix or remove it") from e
+
+
+def user_settings() -> Settings:
+    """Only what the settings file (``~/.htmaprc``) says."""
+    return Settings(_load_rc())
 
 
 def build_settings() -> Settings:

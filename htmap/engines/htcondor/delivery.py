@@ -147,8 +147,31 @@ def prefix_fingerprint(prefix: Path) -> str:
     return h.hexdigest()[:20]
 
 
+TRANSPLANT_PREFIX, TRANSPLANT_SUFFIX, PACKAGES_SUFFIX = "htmap-transplant-", ".tar.gz", ".packages"
+
+
 def transplant_name(fingerprint: str) -> str:
-    return f"htmap-transplant-{fingerprint}.tar.gz"
+    return f"{TRANSPLANT_PREFIX}{fingerprint}{TRANSPLANT_SUFFIX}"
+
+
+def transplant_cache_dir(settings: Dict[str, Any], htmap_dir: Path) -> Path:
+    """Where packed installations are kept: ``TRANSPLANT.DIR``, else ``HTMAP_DIR/transplants``."""
+    return Path(os.path.expanduser(str(_setting(settings, "TRANSPLANT.DIR", "") or Path(htmap_dir) / "transplants")))
+
+
+def packages_path(tarball: Path) -> Path:
+    """The list of packages in a packed installation, kept beside it (``htmap transplants info``)."""
+    return tarball.with_name(tarball.name[: -len(TRANSPLANT_SUFFIX)] + PACKAGES_SUFFIX)
+
+
+def installed_packages(prefix: Path) -> List[str]:
+    """``name==version`` of every distribution installed under a Python prefix."""
+    from importlib import metadata
+
+    paths = [str(p) for pattern in ("lib/python*/site-packages", "lib64/python*/site-packages", "Lib/site-packages")
+             for p in sorted(Path(prefix).glob(pattern))]
+    found = {f"{d.metadata['Name']}=={d.version}" for d in metadata.distributions(path=paths) if d.metadata["Name"]}
+    return sorted(found, key=str.lower)
 
 
 def pack_transplant(prefix: Path, cache_dir: Path) -> Tuple[Path, bool]:
@@ -167,6 +190,7 @@ def pack_transplant(prefix: Path, cache_dir: Path) -> Tuple[Path, bool]:
                 tar.add(prefix / entry, arcname=entry,
                         filter=lambda info: None if "__pycache__" in info.name.split("/") else info)
         os.chmod(tmp, 0o600)
+        store.write_text_atomic(packages_path(target), "".join(f"{p}\n" for p in installed_packages(prefix)))
         os.replace(tmp, target)
     finally:
         if tmp.exists():
@@ -205,7 +229,7 @@ def builtin_delivery(method: str, settings: Dict[str, Any], htmap_dir: Path,
         descriptors["container_image"] = str(_setting(settings, "SINGULARITY.IMAGE", "docker://python:3"))
     elif method == "transplant":
         prefix = Path(transplant_prefix or sys.prefix)
-        cache = Path(os.path.expanduser(str(_setting(settings, "TRANSPLANT.DIR", "") or htmap_dir / "transplants")))
+        cache = transplant_cache_dir(settings, htmap_dir)
         if _setting(settings, "TRANSPLANT.ASSUME_EXISTS", False):
             name = transplant_name(prefix_fingerprint(prefix))
         else:
