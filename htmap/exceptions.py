@@ -103,3 +103,9 @@ class CannotRerunComponents(HTMapException):
 
 class CannotControlMap(HTMapException):
     """The map's engine cannot be reached from here (e.g. another host's local engine)."""
+
+
+class NoRoomInStore(HTMapException, OSError):
+    """HTMAP_DIR is full (or over quota) while a map was being written; nothing of it was kept.
+
+    Also an ``OSError`` with the original ``errno``."""

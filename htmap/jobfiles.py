@@ -87,14 +87,21 @@ class InputWriter:
         self.count += 1
 
     def close(self) -> None:
-        self._data.close()
-        self._index.close()
+        """Close both files, even when the first fails (a full disk shows up here too)."""
+        try:
+            self._data.close()
+        finally:
+            self._index.close()
 
     def __enter__(self) -> "InputWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.close()
+        except OSError:
+            if exc is None:
+                raise  # else the first error is the one to report
 
 
 def read_input(inputs_dir: Path, component: int) -> Tuple[Tuple, Dict[str, Any]]:

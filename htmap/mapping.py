@@ -203,6 +203,13 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
         meta["submitted"] = True
         mapstore.write_meta(final, meta)
         published = True
+    except OSError as e:
+        if e.errno not in store.NO_ROOM_ERRNOS or isinstance(e, exceptions.HTMapException):
+            raise
+        raise exceptions.NoRoomInStore(
+            e.errno, f"no room to write map {tag!r} in {mapstore.maps_dir()}: {e.strerror}; free space there "
+                     f"(or raise your quota), or set HTMAP_DIR to a filesystem with room. Nothing of this map was "
+                     f"kept and nothing was submitted") from e
     finally:
         if not published:
             store.remove_tree(building)

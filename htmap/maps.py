@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import functools
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -125,6 +126,7 @@ class Map(Sequence):
         self._state = MapState.load(self._state_path, meta["num_components"])
         self._last_save = time.monotonic()
         self._dirty = False
+        self._warned_no_room = False
         self.stdout = ComponentLogs(self, "stdout")
         self.stderr = ComponentLogs(self, "stderr")
 
@@ -223,10 +225,21 @@ class Map(Sequence):
         return bool(events)
 
     def _save_state(self) -> None:
+        """Persist the fold (a cache: events are the truth), so a later process reads only what is new."""
         try:
             self._state.save(self._state_path)
         except FileNotFoundError:
             return  # removed under us
+        except OSError as e:
+            if e.errno not in store.NO_ROOM_ERRNOS:
+                raise
+            if not self._warned_no_room:
+                self._warned_no_room = True
+                warnings.warn(f"no room in the map store ({e.strerror}: {self._dir}): results of map "
+                              f"{self.tag!r} cannot be written, and its components wait; free space in "
+                              f"HTMAP_DIR", RuntimeWarning, stacklevel=3)
+            self._last_save = time.monotonic()
+            return
         self._dirty = False
         self._last_save = time.monotonic()
 

@@ -5,6 +5,7 @@ directory, never lock, directories 0700 and files 0600 (maps hold pickles).
 """
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -13,6 +14,7 @@ from typing import Union
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
 
 PathLike = Union[str, "os.PathLike[str]"]
 

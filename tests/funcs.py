@@ -43,6 +43,15 @@ def wait_for_file(path, value=None, timeout=120):
     return value
 
 
+def run_count_then_wait(marker_dir, release_path, x):
+    """Record each run of component ``x`` (outside HTMAP_DIR), wait for the release file, return 10x."""
+    runs = len([n for n in os.listdir(marker_dir) if n.startswith(f"run-{x}-")])
+    with open(os.path.join(marker_dir, f"run-{x}-{runs}"), "w"):
+        pass
+    wait_for_file(release_path)
+    return 10 * x
+
+
 def touch_then_wait(marker_dir, release_path, x):
     """Record that component ``x`` started, then wait for the release file."""
     with open(os.path.join(marker_dir, f"started-{x}-{os.getpid()}"), "w"):

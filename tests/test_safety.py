@@ -1,4 +1,5 @@
 """Data safety: a full disk and concurrent commands never lose or corrupt a user's maps."""
+import errno
 import subprocess
 import sys
 import textwrap
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import os
 import signal
+
+import pytest
 
 import htmap
 from htmap import ComponentStatus
@@ -35,10 +38,13 @@ def test_full_disk_while_writing_inputs_leaves_nothing_behind(isolated_htmap):
         htmap.settings["ENGINE"] = "local"
         try:
             htmap.map(funcs.double, [b"x" * 300_000 for _ in range(10)], tag="too-big")
-        except OSError as e:
-            print("OSError", e.errno)
+        except htmap.exceptions.NoRoomInStore as e:
+            print("NoRoomInStore", e.errno, isinstance(e, OSError))
+            print(e)
     """)
-    assert "OSError" in proc.stdout, proc.stderr
+    assert "NoRoomInStore 27 True" in proc.stdout, proc.stderr
+    assert "no room to write map 'too-big'" in proc.stdout and "free space there" in proc.stdout
+    assert "Nothing of this map was kept" in proc.stdout
     assert htmap.get_tags() == ("kept",)
     assert [p.name for p in (isolated_htmap / "maps").iterdir()] == [kept.uid]
     assert list(htmap.load("kept")) == [0, 2, 4]
@@ -132,3 +138,84 @@ def test_full_disk_while_writing_an_output(isolated_htmap):
     m.rerun(components=[0])
     assert len(m.get(0, timeout=T)) == 2 * 1024 * 1024
     assert m.component_statuses == [ComponentStatus.COMPLETED] * 2
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 4 MB filesystem (tmpfs) that fills up for real (ENOSPC); skipped where mounting is not allowed."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", str(mount_point)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({proc.stderr.strip() or 'not root'})")
+    try:
+        yield mount_point
+    finally:
+        for pid in supervisor_pids(mount_point / "htmap"):
+            os.kill(pid, signal.SIGKILL)
+        wait_until(lambda: not supervisor_pids(mount_point / "htmap"), T, message="the supervisor to end")
+        subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Write a file until the filesystem is full; returns it (delete it to free the space)."""
+    filler = directory / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+    return filler
+
+
+def test_full_disk_while_components_finish_they_wait_and_run_again(small_disk, tmp_path):
+    htmap_dir = small_disk / "htmap"
+    htmap.settings["HTMAP_DIR"] = str(htmap_dir)
+    htmap.settings["LOCAL.MAX_WORKERS"] = 2
+    markers, release = tmp_path / "runs", tmp_path / "go"
+    markers.mkdir()
+    m = htmap.starmap(funcs.run_count_then_wait, args=[(str(markers), str(release), x) for x in range(2)],
+                      tag="full-later")
+    wait_until(lambda: len(list(markers.iterdir())) == 2, T, message="both components to start")
+    wait_until(lambda: len(supervisor_pids(htmap_dir)) == 1, T, message="one supervisor")
+    supervisor = supervisor_pids(htmap_dir)
+    filler = fill(small_disk)
+    release.touch()  # they return now, with no room to write what they return
+
+    def evicted_for_no_room():
+        m._refresh()
+        return all(any(kind == "evicted" and "no room" in (reason or "") for _, kind, reason in m._state.history.get(c, []))
+                   for c in range(2))
+
+    wait_until(evicted_for_no_room, T, message="both components to be sent back for lack of room")
+    assert m.component_statuses == [ComponentStatus.IDLE] * 2  # waiting, not errored
+    assert supervisor[0] in supervisor_pids(htmap_dir)  # the supervisor did not crash
+    filler.unlink()  # space again: they run again and finish
+    assert list(m.iter(timeout=T)) == [0, 10]
+    # run twice each: not again and again while the disk was full
+    assert sorted(p.name for p in markers.iterdir()) == ["run-0-0", "run-0-1", "run-1-0", "run-1-1"]
+    assert supervisor[0] in supervisor_pids(htmap_dir)
+    leftovers = [p.name for d in ("outputs", "logs") for p in (m._dir / d).iterdir() if ".tmp" in p.name]
+    assert leftovers == []
+    events = (m._dir / "engine" / "events").read_text()
+    assert events.endswith("\n") and all(len(line.split(" ", 3)) >= 3 for line in events.splitlines())
+
+
+def test_full_disk_warns_the_waiting_user(small_disk, tmp_path):
+    htmap_dir = small_disk / "htmap"
+    htmap.settings["HTMAP_DIR"] = str(htmap_dir)
+    markers, release = tmp_path / "runs", tmp_path / "go"
+    markers.mkdir()
+    m = htmap.starmap(funcs.run_count_then_wait, args=[(str(markers), str(release), 0)], tag="warned")
+    wait_until(lambda: len(list(markers.iterdir())) == 1, T, message="the component to start")
+    (m._dir / "state").unlink(missing_ok=True)
+    filler = fill(small_disk)
+    with pytest.warns(RuntimeWarning, match="no room in the map store"):
+        m._dirty = True
+        m._save_state()
+    filler.unlink()
+    release.touch()
+    assert m.get(0, timeout=T) == 0

@@ -143,11 +143,19 @@ class Job:
                 self.pending.extend(range(component, component + count))
 
     def flush(self) -> bool:
+        """Append the new events; False if the map is gone. A full disk raises, and the lines are
+        kept for the next try (a half-written line is cut first, so readers never see it)."""
         if not self.lines:
             return True
         try:
             with store.open_private(self.events_path, "ab") as f:
-                f.write("".join(self.lines).encode())
+                start = os.fstat(f.fileno()).st_size
+                try:
+                    f.write("".join(self.lines).encode())
+                    f.flush()
+                except OSError:
+                    os.ftruncate(f.fileno(), start)
+                    raise
         except FileNotFoundError:
             return False  # the map was removed under us
         self.lines.clear()
@@ -258,6 +266,17 @@ class Worker:
         self.conn.close()
 
 
+ROOM_PROBE_BYTES = 1 << 20  # components start again once this much can be written in HTMAP_DIR
+
+
+def say(message: str) -> None:
+    """A line in the supervisor's log; on a full disk even that may fail, which must not stop it."""
+    try:
+        print(f"htmap supervisor: {message}", file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
 HOLD_CODE_USER = 1  # HTCondor's UserRequest
 HOLD_CODE_INPUT = 13  # HTCondor's TransferInputError
 HOLD_CODE_MEMORY = 34  # HTCondor's JobOutOfResources (memory)
@@ -336,6 +355,9 @@ class Supervisor:
         self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         self.listener: Optional[socket.socket] = None
         self.rr = 0  # round-robin position over jobs
+        self.no_room: Optional[str] = None  # why nothing can be written in HTMAP_DIR, while it lasts
+        self.no_room_until = 0.0  # no new components start before this (monotonic) time
+        self.no_room_wait = 0.0
 
     # -- life cycle -------------------------------------------------------------
     def bind(self) -> bool:
@@ -535,7 +557,7 @@ class Supervisor:
         request_cpus of them): idle workers first, then more to each before it runs dry. Many
         pending components go out in chunks, like ProcessPoolExecutor's chunksize."""
         jobs = [j for j in self.jobs.values() if j.pending]
-        if not jobs:
+        if not jobs or not self.room_to_run():
             return
         pending = sum(len(j.pending) for j in jobs)
         chunk = max(1, min(CHUNK_MAX, pending // (4 * self.max_workers)))
@@ -624,6 +646,14 @@ class Supervisor:
             worker.current, worker.started, worker.peak_mb = (job, component), msg[3], 0
             if job.state[component] == ASSIGNED:
                 job.log(msg[3], component, "running")
+        elif kind == "noroom":  # its results could not be written: run it again when there is room
+            worker.forget(job_id, component)
+            worker.current = None
+            if job.state[component] == RUNNING:
+                job.log(time.time(), component, "evicted",
+                        reason=f"no room to write its output in {job.directory}: {msg[3]}; it runs again when "
+                               "there is space (free some in HTMAP_DIR)")
+            self.out_of_room(msg[3])
         elif kind == "held":  # could not start, e.g. a missing input file
             _, _, _, reason, code = msg
             worker.forget(job_id, component)
@@ -634,6 +664,9 @@ class Supervisor:
             _, _, _, result, runtime, memory_mb, exception_type, exception_msg = msg
             worker.forget(job_id, component)
             worker.current = None
+            if self.no_room is not None:  # an output was written: there is room again
+                say("there is room again in the map store; components start again")
+                self.no_room = None
             if job.state[component] != RUNNING:
                 return
             memory_mb = max(memory_mb, worker.peak_mb)
@@ -728,7 +761,7 @@ class Supervisor:
             try:
                 jobfiles.write_failure(job.directory / "outputs", c, message, stderr_tail)
             except OSError as e:  # the map was removed, or the disk is full: the event below still says why
-                print(f"htmap supervisor: could not record the failure of component {c}: {e}", file=sys.stderr)
+                say(f"could not record the failure of component {c}: {e}")
             job.log(time.time(), c, "errored", reason=message, runtime=round(time.time() - worker.started, 6))
         for other_job, other in worker.assigned:  # sent but never started: back in the queue
             if other_job.state[other] == ASSIGNED:
@@ -738,9 +771,48 @@ class Supervisor:
         worker.current = None
         worker.close()
 
+    def room_to_run(self) -> bool:
+        """After HTMAP_DIR was found full: is there room again? Checked by writing a probe file, so
+        that components are not run again (maybe for hours) only to find no room for their output."""
+        if self.no_room is None:
+            return True
+        if time.monotonic() < self.no_room_until:
+            return False
+        probe = self.paths.root / ".room-probe"
+        try:
+            store.write_bytes_atomic(probe, bytes(ROOM_PROBE_BYTES))
+        except OSError as e:
+            if e.errno not in store.NO_ROOM_ERRNOS:
+                raise
+            self.out_of_room(e.strerror)
+            return False
+        finally:
+            probe.unlink(missing_ok=True)
+        say("there is room again in the map store; components start again")
+        self.no_room = None
+        return True
+
+    def out_of_room(self, why: str) -> None:
+        """HTMAP_DIR is full: start nothing new for a while (doubling, up to a minute), keep events."""
+        if self.no_room is None:
+            say(f"no room in {self.htmap_dir}: {why}; components wait until there is space")
+            self.no_room_wait = 1.0
+        else:
+            self.no_room_wait = min(2 * self.no_room_wait, 60.0)
+        self.no_room = why
+        self.no_room_until = time.monotonic() + self.no_room_wait
+
     def flush(self) -> None:
         for job in list(self.jobs.values()):
-            if not job.flush():
+            try:
+                flushed = job.flush()
+            except OSError as e:
+                if e.errno not in store.NO_ROOM_ERRNOS:
+                    raise
+                if self.no_room is None or time.monotonic() >= self.no_room_until:
+                    self.out_of_room(f"{e.strerror} ({job.events_path})")
+                continue
+            if not flushed:
                 self.drop(job)
             elif job.finished() and not any(w.holds(job) for w in self.workers):
                 self.jobs.pop(job.job_id)

@@ -5,6 +5,7 @@ and stderr pointing at capture files; imports only the stdlib, cloudpickle and t
 runner, so it starts fast and user modules named like htmap's cannot clash.
 """
 import collections
+import errno
 import importlib.util
 import os
 import shutil
@@ -88,10 +89,19 @@ def save_capture(fd, destination):
     tmp = destination + ".tmp-%d" % os.getpid()
     out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.write(out, data)
-    finally:
-        os.close(out)
-    os.replace(tmp, destination)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(out, view):]
+        finally:
+            os.close(out)
+        os.replace(tmp, destination)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
     os.ftruncate(fd, 0)
     return size
 
@@ -153,6 +163,7 @@ class JobCache:
                 os.close(fd)
 
 
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
 FLUSH_INTERVAL = 0.02  # seconds: reports of fast components go to the supervisor in batches
 
 
@@ -322,9 +333,21 @@ def main(runner_path, conn_fd):
             data = runner.ERR + __import__("pickle").dumps(runner.error_report(
                 component, "failure", "could not bring back the component's output files: %s" % e, scratch=scratch))
         logs = os.path.join(directory, "logs")
-        save_capture(1, os.path.join(logs, "%d.stdout" % component))
-        save_capture(2, os.path.join(logs, "%d.stderr" % component))
-        data = runner.write_output_or_failure(os.path.join(directory, "outputs"), component, data, scratch=scratch)
+        try:
+            save_capture(1, os.path.join(logs, "%d.stdout" % component))
+            save_capture(2, os.path.join(logs, "%d.stderr" % component))
+            data = runner.write_output_or_failure(os.path.join(directory, "outputs"), component, data,
+                                                  scratch=scratch)
+        except OSError as e:
+            if e.errno not in NO_ROOM_ERRNOS:
+                raise
+            # HTMAP_DIR is full: nothing of this run can be kept; the supervisor runs it again later
+            for fd in (1, 2):
+                os.ftruncate(fd, 0)
+            empty_directory(scratch)
+            outbox.add(("noroom", job_id, component, "%s (%s)" % (e.strerror, e.filename or directory)))
+            outbox.flush()
+            continue
         empty_directory(scratch)
         if os.path.isdir(checkpoint_dir):
             shutil.rmtree(checkpoint_dir, ignore_errors=True)  # finished: a checkpoint is not an output
