@@ -9,7 +9,7 @@ import enum
 import pickle
 from array import array
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from . import store
 from .engines.base import ComponentEvent, EventKind
@@ -54,7 +54,89 @@ _STATUS_FOR_EVENT = {
 }
 HISTORY_KINDS = frozenset((EventKind.HELD, EventKind.RELEASED, EventKind.EVICTED, EventKind.ERRORED,
                            EventKind.REMOVED, EventKind.SUSPENDED))
-STATE_VERSION = 1
+STATE_VERSION = 2
+BULK_KINDS = frozenset((EventKind.HELD, EventKind.RELEASED, EventKind.EVICTED, EventKind.REMOVED,
+                        EventKind.SUSPENDED, EventKind.UNSUSPENDED))
+HistoryEntry = Tuple[float, str, str]  # (time, event kind, reason)
+
+
+class Holds:
+    """Each component's current hold (reason, code), as one small number per component.
+
+    A dict would hold a million tuples after ``m.hold()`` of a million-component map; here
+    distinct holds are stored once and components point at them."""
+
+    def __init__(self, n: int):
+        self.index = array("i", bytes(4 * n))  # 0: not held
+        self.values: List[Tuple[str, Optional[int]]] = [("", None)]
+        self.ids: Dict[Tuple[str, Optional[int]], int] = {}
+
+    def _id(self, value: Tuple[str, Optional[int]]) -> int:
+        i = self.ids.get(value)
+        if i is None:
+            i = self.ids[value] = len(self.values)
+            self.values.append(value)
+        return i
+
+    def set(self, first: int, count: int, value: Tuple[str, Optional[int]]) -> None:
+        self.index[first:first + count] = array("i", [self._id(value)]) * count
+
+    def clear(self, first: int, count: int = 1) -> None:
+        self.index[first:first + count] = array("i", bytes(4 * count))
+
+    def get(self, c: int, default: Any = None) -> Any:
+        i = self.index[c]
+        return self.values[i] if i else default
+
+    def __setitem__(self, c: int, value: Tuple[str, Optional[int]]) -> None:
+        self.set(c, 1, value)
+
+    def pop(self, c: int, default: Any = None) -> Any:
+        value = self.get(c, default)
+        self.index[c] = 0
+        return value
+
+    def items(self) -> Iterator[Tuple[int, Tuple[str, Optional[int]]]]:
+        index, values = self.index, self.values
+        return ((c, values[i]) for c, i in enumerate(index) if i)
+
+    def __len__(self) -> int:
+        return len(self.index) - self.index.count(0)
+
+
+class History:
+    """Each component's notable events (holds, evictions, errors...), oldest first.
+
+    An event of many components at once (a hold of a whole map) is kept once, as a range."""
+
+    def __init__(self) -> None:
+        self.single: Dict[int, List[Tuple[int, HistoryEntry]]] = {}
+        self.ranges: List[Tuple[int, int, int, HistoryEntry]] = []  # (first, count, seq, entry)
+        self.seq = 0  # keeps the order of events that share a time
+
+    def add(self, first: int, count: int, entry: HistoryEntry) -> None:
+        self.seq += 1
+        if count == 1:
+            self.single.setdefault(first, []).append((self.seq, entry))
+        else:
+            self.ranges.append((first, count, self.seq, entry))
+
+    def get(self, c: int, default: Any = None) -> Any:
+        found = list(self.single.get(c, ()))
+        found.extend((seq, entry) for first, count, seq, entry in self.ranges if first <= c < first + count)
+        if not found:
+            return default
+        found.sort(key=lambda item: item[0])
+        return [entry for _, entry in found]
+
+    def __getitem__(self, c: int) -> List[HistoryEntry]:
+        entries = self.get(c)
+        if entries is None:
+            raise KeyError(c)
+        return entries
+
+    def __contains__(self, c: object) -> bool:
+        return self.get(c) is not None  # type: ignore[arg-type]
 
 
 class MapState:
@@ -70,8 +152,8 @@ class MapState:
         self.started_at = array("d", bytes(8 * n))
         self.ended_at = array("d", bytes(8 * n))
         self.attempts = array("l", bytes(8 * n))
-        self.holds: Dict[int, Tuple[str, Optional[int]]] = {}
-        self.history: Dict[int, List[Tuple[float, str, str]]] = {}
+        self.holds = Holds(n)
+        self.history = History()
         self.cursor: Any = None
         self.version = STATE_VERSION
 
@@ -90,9 +172,24 @@ class MapState:
         if count > 1 and kind in (EventKind.SUBMITTED, EventKind.UNMATERIALIZED):
             self.status[first:first + count] = bytes([code]) * count
             self.queued_at[first:first + count] = array("d", [t]) * count
+            if kind is EventKind.SUBMITTED:
+                self.holds.clear(first, count)
+            return
+        if count > 1 and kind in BULK_KINDS and event.memory_mb is None:
+            self._apply_range(first, count, kind, code, event)
             return
         for c in range(first, first + count):
             self._apply_one(c, kind, code, event)
+
+    def _apply_range(self, first: int, count: int, kind: EventKind, code: int, event: ComponentEvent) -> None:
+        """One event of many components (hold, release, remove... of a whole map) in O(1) Python steps."""
+        if kind is EventKind.HELD:
+            self.holds.set(first, count, (event.reason or "", event.code))
+        elif kind is EventKind.RELEASED:
+            self.holds.clear(first, count)
+        if kind in HISTORY_KINDS:
+            self.history.add(first, count, (event.time, kind.value, event.reason or ""))
+        self.status[first:first + count] = bytes([code]) * count
 
     def _apply_one(self, c: int, kind: EventKind, code: int, event: ComponentEvent) -> None:
         t = event.time
@@ -113,7 +210,7 @@ class MapState:
         if event.memory_mb is not None and event.memory_mb > self.memory_mb[c]:
             self.memory_mb[c] = event.memory_mb
         if kind in HISTORY_KINDS:
-            self.history.setdefault(c, []).append((t, kind.value, event.reason or ""))
+            self.history.add(c, 1, (t, kind.value, event.reason or ""))
         self.status[c] = code
 
     def reset(self, components) -> None:
