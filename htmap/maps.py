@@ -214,8 +214,7 @@ class Map(Sequence):
         """Fold the engine's new events; True if anything changed."""
         events, cursor = self._engine.read_events(self._job, self._state.cursor)
         self._state.cursor = cursor
-        for event in events:
-            self._state.apply(event)
+        self._state.apply_all(events)
         if events:
             self._state.events_seen = getattr(self._state, "events_seen", 0) + len(events)
             self._dirty = True

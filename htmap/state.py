@@ -5,6 +5,7 @@ incrementally from the engine's events and saved so a new process need not repla
 """
 from __future__ import annotations
 
+import dataclasses
 import enum
 import pickle
 from array import array
@@ -180,6 +181,23 @@ class MapState:
             return
         for c in range(first, first + count):
             self._apply_one(c, kind, code, event)
+
+    def apply_all(self, events: List[ComponentEvent]) -> None:
+        """Fold events in order; runs of one event for consecutive components (an engine that
+        reports a cluster-wide hold job by job) are folded as one range."""
+        run: Optional[ComponentEvent] = None
+        for event in events:
+            if (run is not None and event.kind in BULK_KINDS and event.kind is run.kind
+                    and event.component == run.component + run.count and event.count == 1
+                    and (event.time, event.reason, event.code, event.memory_mb, event.runtime)
+                    == (run.time, run.reason, run.code, run.memory_mb, run.runtime)):
+                run = dataclasses.replace(run, count=run.count + 1)
+                continue
+            if run is not None:
+                self.apply(run)
+            run = event
+        if run is not None:
+            self.apply(run)
 
     def _apply_range(self, first: int, count: int, kind: EventKind, code: int, event: ComponentEvent) -> None:
         """One event of many components (hold, release, remove... of a whole map) in O(1) Python steps."""

@@ -53,3 +53,14 @@ def test_bulk_events_fold_into_compact_state():
     assert len(blob) < 70 * 1_000_000  # arrays of a million numbers; no object per component
     again = pickle.loads(blob)
     assert again.holds.get(999_999) == ("held by the user", 1) and again.history.get(3)[0][1] == "held"
+
+
+def test_per_component_events_of_one_bulk_action_fold_as_a_range():
+    """E.g. HTCondor's event log reports a cluster-wide hold job by job."""
+    s = MapState(1000)
+    s.apply(event(EventKind.SUBMITTED, 0, 1000))
+    s.apply_all([event(EventKind.HELD, c, t=5.0, reason="via condor_hold", code=1) for c in range(1000)]
+                + [event(EventKind.RELEASED, 3, t=6.0)])
+    assert len(s.history.ranges) == 1 and list(s.history.single) == [3]
+    assert s.counts()[ComponentStatus.HELD] == 999 and s.holds.get(999) == ("via condor_hold", 1)
+    assert [k for _, k, _ in s.history[3]] == ["held", "released"] and s.holds.get(3) is None
