@@ -64,3 +64,24 @@ def test_per_component_events_of_one_bulk_action_fold_as_a_range():
     assert len(s.history.ranges) == 1 and list(s.history.single) == [3]
     assert s.counts()[ComponentStatus.HELD] == 999 and s.holds.get(999) == ("via condor_hold", 1)
     assert [k for _, k, _ in s.history[3]] == ["held", "released"] and s.holds.get(3) is None
+
+
+def test_rerun_of_many_components_removes_their_old_results_first(tmp_path):
+    markers, release = tmp_path / "markers", tmp_path / "go"
+    markers.mkdir()
+    release.touch()
+    n = 1500  # above the size at which rerun deletes by listing the directories once
+    m = htmap.starmap(funcs.run_count_then_wait, args=[(str(markers), str(release), x) for x in range(n)],
+                      tag="big-rerun")
+    m.wait(timeout=T)
+    release.unlink()  # the second runs wait
+    m.rerun()
+    assert not [p for p in (m._dir / "outputs").iterdir() if p.name.endswith(".out")]
+    try:
+        m[n - 1]
+        raise AssertionError("an old result is still readable after rerun")
+    except htmap.exceptions.OutputNotFound:
+        pass
+    release.touch()
+    assert list(m.iter(timeout=T)) == [10 * x for x in range(n)]
+    assert len(list(markers.iterdir())) == 2 * n
