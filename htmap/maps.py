@@ -204,6 +204,12 @@ class Map(Sequence):
     def __getstate__(self):
         raise TypeError("a Map cannot be pickled; pass its tag and htmap.load() it instead")
 
+    def _forget_removed(self) -> None:
+        self._removed = True
+        Map._instances.pop(self._uid, None)
+        raise exceptions.MapWasRemoved(f"map {self._tag!r} was removed (by another command or process) "
+                                       "while this one used it; it can no longer be used")
+
     def _check_component(self, component: int) -> None:
         if self._removed:
             raise exceptions.MapWasRemoved(f"map {self._tag!r} was removed; it can no longer be used")
@@ -214,6 +220,8 @@ class Map(Sequence):
     def _refresh(self) -> bool:
         """Fold the engine's new events; True if anything changed."""
         events, cursor = self._engine.read_events(self._job, self._state.cursor)
+        if not events and not (self._dir / "map.json").exists():
+            self._forget_removed()  # removed by another process (or htmap remove) while we watched
         self._state.cursor = cursor
         self._state.apply_all(events)
         if events:

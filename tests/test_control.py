@@ -8,6 +8,7 @@ import pytest
 
 import htmap
 from htmap import ComponentStatus, exceptions
+from htmap.engines.local import processes
 from tests import funcs
 from tests.helpers import supervisor_pids, wait_until
 
@@ -117,8 +118,12 @@ def test_checkpoint_survives_supervisor_kill(gate, isolated_htmap):
     m = htmap.starmap(funcs.counting_checkpoint, args=[(str(markers), str(release))], tag="ckpt-kill")
     ck = m._dir / "engine" / "checkpoints" / "0" / "progress.txt"
     wait_until(lambda: ck.exists() and ck.read_text() == "2", T, message="checkpoint at step 2")
-    for pid in supervisor_pids(isolated_htmap):
+    supervisors = supervisor_pids(isolated_htmap)
+    workers = [w for pid in supervisors for w in processes.descendants(pid)]
+    for pid in supervisors:
         os.kill(pid, signal.SIGKILL)
+    # its workers die with it; release only then, or the component may finish in the dying worker
+    wait_until(lambda: not any(alive(p) for p in workers), T, message="the supervisor's workers to die")
     release.touch()
     assert m.get(0, timeout=T) == 5
     assert markers_in(markers, "resumed-at-2")

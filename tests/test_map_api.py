@@ -180,3 +180,16 @@ def test_all_exceptions_subclass_htmap_exception():
                  "CannotRetagMap", "UnknownPythonDeliveryMethod", "MapWasRemoved", "InvalidOutputStatus",
                  "MapComponentError", "MapComponentHeld", "ExpectedError", "CannotRerunComponents"]:
         assert issubclass(getattr(exceptions, name), exceptions.HTMapException), name
+
+
+def test_map_removed_by_another_process_stops_waiting_with_map_was_removed(tmp_path):
+    release = tmp_path / "never"
+    m = htmap.starmap(funcs.touch_then_wait, args=[(str(tmp_path), str(release), x) for x in range(3)],
+                      tag="removed-elsewhere")
+    other = subprocess.run([sys.executable, "-c", "import htmap; htmap.remove('removed-elsewhere')"],
+                           capture_output=True, text=True, timeout=60)
+    assert other.returncode == 0, other.stderr
+    with pytest.raises(exceptions.MapWasRemoved, match="another command or process"):
+        m.wait(timeout=60)  # would wait the whole minute for components that no longer exist
+    with pytest.raises(exceptions.MapWasRemoved):
+        m.get(0)
