@@ -15,6 +15,7 @@ Conventions (documented in docs/cli.md):
 from __future__ import annotations
 
 import csv
+import difflib
 import fnmatch
 import io
 import json
@@ -92,6 +93,18 @@ def _one_line(text: Any) -> str:
 
 class HTMapGroup(click.Group):
     """Turns htmap's exceptions into ``ERROR: ...`` lines and exit codes instead of tracebacks."""
+
+    def resolve_command(self, ctx: click.Context, args: List[str]):
+        """A mistyped command gets a suggestion, also with the click 8.1 that Python 3.9 installs."""
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as e:
+            name = args[0] if args else ""
+            if name and not name.startswith("-") and "Did you mean" not in e.message:
+                close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
+                if close:
+                    e.message += f" Did you mean {' or '.join(repr(c) for c in close)}?"
+            raise
 
     def invoke(self, ctx: click.Context):
         try:
