@@ -1,11 +1,13 @@
 """Submit descriptions and item data, per delivery method and option, accepted by the real htcondor2.Submit."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -158,6 +160,22 @@ def test_delivery_methods(make_job, scheduler, tmp_path, method, python, extra):
     htcondor2.Submit(desc)
 
 
+@functools.lru_cache(maxsize=None)
+def node_bin() -> str:
+    """A directory whose ``python3`` is the Python running the tests (the wrapper of the ``assume``
+    method runs ``python3`` from PATH, and a pickle is read by the Python version that wrote it)."""
+    d = tempfile.mkdtemp(prefix="htmap-node-bin-")
+    python3 = os.path.join(d, "python3")
+    with open(python3, "w") as f:  # a script, not a symlink: a venv's python must keep its venv
+        f.write(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    os.chmod(python3, 0o755)
+    return d
+
+
+def node_env(extra=None):
+    return {**os.environ, "PATH": node_bin() + os.pathsep + os.environ.get("PATH", ""), **(extra or {})}
+
+
 def run_wrapper(job, component, tmp_path, *args, env=None):
     """Run the job's wrapper as an execute node would: a scratch dir with the transferred files."""
     scratch = tmp_path / f"scratch{component}"
@@ -166,7 +184,7 @@ def run_wrapper(job, component, tmp_path, *args, env=None):
                 job.engine_dir / "htmap_exec.sh"):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", str(component), *args], cwd=scratch, capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=60)
+                          text=True, env=node_env(env), timeout=60)
     return scratch, proc
 
 
@@ -397,7 +415,8 @@ def test_transplant_packs_once_per_content_and_runs(make_job, scheduler, tmp_pat
     for src in (jobfiles.runner_path(), job.directory / "func", job.engine_dir / "inputs" / "0.in",
                 job.engine_dir / "htmap_exec.sh"):
         (scratch / src.name).write_bytes(src.read_bytes())
-    proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=scratch, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=scratch, capture_output=True, text=True, timeout=60,
+                          env=node_env())
     assert proc.returncode == 0, proc.stderr
     assert (scratch / "_htmap_python" / "lib" / "marker.txt").read_text() == "version 2"
     assert jobfiles.read_output(scratch / "0.out") == ("OK", 40)
@@ -450,7 +469,8 @@ def test_checkpoint_kept_when_the_run_does_not_finish(make_job, scheduler, tmp_p
     shutil.copytree(scratch / "_htmap_checkpoint", fresh / "_htmap_checkpoint")
     for name in ("runner.py", "func", "0.in", "htmap_exec.sh"):
         shutil.copyfile(scratch / name, fresh / name)
-    proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=fresh, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=fresh, capture_output=True, text=True, timeout=60,
+                          env=node_env())
     assert proc.returncode == 0, proc.stderr
     assert jobfiles.read_output(fresh / "0.out") == ("OK", "step 7")
     assert not any((fresh / "_htmap_checkpoint").iterdir())  # not returned as an output
@@ -513,7 +533,7 @@ def test_large_maps_ship_inputs_in_chunks(make_job, scheduler, tmp_path, monkeyp
                 job.engine_dir / "inputs" / "_htmap_chunk_4.data", job.engine_dir / "inputs" / "_htmap_chunk_4.index"):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", "-c", "_htmap_chunk_4", "4", "5"], cwd=scratch,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env=node_env())
     assert proc.returncode == 0, proc.stderr
     assert jobfiles.read_output(scratch / "5.out") == ("OK", 10)
     assert not (scratch / "_htmap_chunk_4.data").exists()  # never transferred back
