@@ -225,6 +225,19 @@ def run(func, args, kwargs, component, scratch):
         return ERR + pickle.dumps(error_report(component, "failure", message, scratch=scratch, started=started), protocol=4)
 
 
+def python_mismatch_hint():
+    """Why a function may not load here: the map was made by another Python version (its pickles
+    hold that version's bytecode). The HTCondor wrapper says which Python made the map."""
+    made_by = os.environ.get("HTMAP_SUBMIT_PYTHON", "")
+    here = "%d.%d" % sys.version_info[:2]
+    if not made_by or made_by.split(".")[:2] == here.split("."):
+        return ""
+    return ("; the map was made with Python %s but this node runs Python %s (%s): functions pickled by one "
+            "Python version often cannot be loaded by another. Submit from a Python %s, or ship your Python "
+            "with DELIVERY_METHOD 'transplant' (or use 'shared', 'docker' or 'singularity')"
+            % (made_by, platform.python_version(), sys.executable, here))
+
+
 def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=None):
     """Everything that can go wrong before or in user code ends in a report, not a crash."""
     if cloudpickle is None:
@@ -241,7 +254,8 @@ def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=N
             input_bytes = read_input_bytes(inputs, component)
         args, kwargs = cloudpickle.loads(input_bytes)
     except Exception as e:
-        message = "could not load the function or input of component %d: %s: %s" % (component, type(e).__name__, e)
+        message = "could not load the function or input of component %d: %s: %s%s" % (
+            component, type(e).__name__, e, python_mismatch_hint())
         sys.stderr.write("htmap: %s\n" % message)
         return ERR + pickle.dumps(error_report(component, "failure", message, exc=e, scratch=scratch), protocol=4)
     return run(func, args, kwargs, component, scratch)

@@ -117,3 +117,22 @@ def test_error_report_of_a_script_function_shows_its_source(tmp_path):
     assert f'File "{script}", line 6, in f' in out
     assert "return helper(x + 1)" in out
     assert "raise ValueError('bad %d' % y)" in out
+
+
+@pytest.mark.parametrize("made_with, hinted", [("3.4.0", True), ("%d.%d.99" % sys.version_info[:2], False)])
+def test_a_function_that_does_not_load_names_the_python_version_mismatch(tmp_path, made_with, hinted):
+    """A map made with another Python (e.g. lxplus's 3.9 node python3 reading a 3.11 map) says so."""
+    from htmap import jobfiles
+
+    (tmp_path / "func").write_bytes(b"\x80\x05not a pickle of this Python")
+    (tmp_path / "0.in").write_bytes(cloudpickle.dumps(((1,), {})))
+    proc = subprocess.run([sys.executable, str(jobfiles.runner_path()), "func", "0.in", "0", "."], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "HTMAP_SUBMIT_PYTHON": made_with})
+    assert proc.returncode == 0, proc.stderr  # the failure is a report, not a crash
+    kind, report = jobfiles.read_output(tmp_path / "0.out")
+    assert kind == "ERR" and "could not load the function or input of component 0" in report["exception_msg"]
+    hint = f"the map was made with Python {made_with} but this node runs Python"
+    assert (hint in report["exception_msg"]) is hinted
+    if hinted:
+        assert "DELIVERY_METHOD 'transplant'" in report["exception_msg"] and hint in proc.stderr

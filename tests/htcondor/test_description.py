@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -156,6 +157,7 @@ def test_delivery_methods(make_job, scheduler, tmp_path, method, python, extra):
         assert desc["universe"] == "vanilla" and "docker_image" not in desc and "container_image" not in desc
     script = (job.engine_dir / "htmap_exec.sh").read_text()
     assert re.search(rf"^PYTHON={re.escape(python)}$", script, re.M)
+    assert f"\nexport HTMAP_SUBMIT_PYTHON={platform.python_version()}\n" in script  # for the runner's hint
     assert f"# htmap job wrapper; delivery method: {method}" in script
     htcondor2.Submit(desc)
 

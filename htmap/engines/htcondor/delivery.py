@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import platform
 import shlex
 import sys
 import tarfile
@@ -71,6 +72,7 @@ shift
 mkdir -p _htmap_transfer _htmap_checkpoint
 {setup}
 PYTHON={shlex.quote(python)}
+export HTMAP_SUBMIT_PYTHON={platform.python_version()}
 if [ -n "$CHUNK" ]; then
     "$PYTHON" -c {shlex.quote(_EXTRACT)} "$CHUNK" "$FIRST" "$C" || echo "htmap: could not take the input of component $C from $CHUNK" >&2
     rm -f "$CHUNK.data" "$CHUNK.index"
@@ -240,7 +242,6 @@ def builtin_delivery(method: str, settings: Dict[str, Any], htmap_dir: Path,
         setup = transplant_setup(name)
         python = f"./{TRANSPLANT_UNPACK_DIR}/bin/python3"
         # the packed interpreter runs only where it was built
-        import platform
         arch = platform.machine().upper().replace("AMD64", "X86_64")
         requirements = f'(TARGET.OpSys == "LINUX") && (TARGET.Arch == "{arch}")' if sys.platform.startswith("linux") else ""
     else:
