@@ -135,6 +135,14 @@ def spawn_child_and_wait(marker_dir, release_path):
     return 0
 
 
+def join_cgroup_then_hold(cgroup_procs, mb):
+    """Move this process into a memory cgroup (its limit below ``mb``), then hold ``mb`` MB."""
+    with open(cgroup_procs, "w") as f:
+        f.write(str(os.getpid()))
+    block = b"x" * (mb * 1024 * 1024)
+    return len(block)
+
+
 def megabytes(n):
     """A return value of ``n`` MB."""
     return b"x" * (n * 1024 * 1024)

@@ -178,3 +178,32 @@ def test_kill_9_worker_holding_a_chunk_requeues_the_rest(tmp_path):
     errored = [c for c, s in enumerate(m.component_statuses) if s is ComponentStatus.ERRORED]
     assert len(errored) <= 1  # at most the one it was running when killed
     assert all(m[c] == c for c in range(n) if c not in errored)
+
+
+@pytest.fixture
+def memory_cgroup():
+    """A real 100 MB memory cgroup (v1 or v2) that a component can join; skipped where none can be made."""
+    candidates = [(Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes"), (Path("/sys/fs/cgroup"), "memory.max")]
+    for root, limit_file in candidates:
+        if not (root / limit_file).exists() and not (root / "cgroup.subtree_control").exists():
+            continue
+        group = root / f"htmap-test-{os.getpid()}"
+        try:
+            group.mkdir()
+            (group / limit_file).write_text(str(100 * 1024 * 1024))
+        except OSError:
+            if group.exists():
+                group.rmdir()
+            continue
+        yield group / "cgroup.procs"
+        wait_until(lambda: not (group / "cgroup.procs").read_text().split(), T, message="the cgroup to empty")
+        group.rmdir()
+        return
+    pytest.skip("no memory cgroup can be made here (needs root and the memory controller)")
+
+
+def test_a_component_killed_by_the_kernels_oom_killer_says_so(memory_cgroup):
+    m = htmap.starmap(funcs.join_cgroup_then_hold, args=[(str(memory_cgroup), 400)], tag="oom")
+    m.wait(timeout=T, errors_ok=True)
+    message = m.get_err(0).exception_msg
+    assert "signal 9" in message and "out-of-memory killer" in message and "request_memory" in message

@@ -214,6 +214,7 @@ class Worker:
         self.cancelling: Dict[Tuple[str, int], Job] = {}  # withdrawn before the worker said it started
         self.started = 0.0
         self.peak_mb = 0  # largest resident memory seen for the current component and its children
+        self.oom_kills_at_start: Optional[int] = None  # the kernel's count when the component started
         self.stopped_on_purpose = False
 
     @property
@@ -342,6 +343,18 @@ def load_job_fields(directory: Path) -> Dict[str, Any]:
             return pickle.load(f)
     except (FileNotFoundError, EOFError, pickle.UnpicklingError):
         return {}
+
+
+def kernel_oom_kills() -> Optional[int]:
+    """How many processes the kernel's out-of-memory killer has killed since boot (Linux >= 4.13)."""
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                if line.startswith("oom_kill "):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return None
 
 
 def describe_exit(returncode: Optional[int]) -> str:
@@ -659,6 +672,7 @@ class Supervisor:
             return
         if kind == "start":
             worker.current, worker.started, worker.peak_mb = (job, component), msg[3], 0
+            worker.oom_kills_at_start = kernel_oom_kills()
             if job.state[component] == ASSIGNED:
                 job.log(msg[3], component, "running")
         elif kind == "noroom":  # its results could not be written: run it again when there is room
@@ -769,6 +783,13 @@ class Supervisor:
                 if src.stat().st_size:
                     store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
             message = f"component {c} died without output: {describe_exit(returncode)}"
+            if returncode == -signal.SIGKILL and worker.oom_kills_at_start is not None \
+                    and (kernel_oom_kills() or 0) > worker.oom_kills_at_start:
+                peak = f" (its peak seen: {worker.peak_mb} MB)" if worker.peak_mb else ""
+                message += (f", most likely by the kernel's out-of-memory killer: the machine (or the memory limit "
+                            f"of its cgroup) ran out of memory while it ran{peak}. Give it less to hold at once, "
+                            "run it where there is more memory, or set request_memory so that htmap holds it "
+                            "with the reason before the kernel kills it")
             if returncode is not None and returncode < 0 and self.retries_left(job, c):
                 self.retry(job, c, message + (f"; end of stderr: {stderr_tail[-300:]}" if stderr_tail else ""))
                 c = None
