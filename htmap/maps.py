@@ -128,6 +128,7 @@ class Map(Sequence):
         self._last_save = time.monotonic()
         self._dirty = False
         self._warned_no_room = False
+        self._save_seconds = 0.0  # how long the last save of the state took
         self.stdout = ComponentLogs(self, "stdout")
         self.stderr = ComponentLogs(self, "stderr")
 
@@ -228,14 +229,18 @@ class Map(Sequence):
             self._state.events_seen = getattr(self._state, "events_seen", 0) + len(events)
             self._dirty = True
         now = time.monotonic()
-        if self._dirty and (now - self._last_save > SAVE_INTERVAL or self._state.all_finished()):
+        # a big map's state takes a while to write: save it at most 5% of the time
+        interval = max(SAVE_INTERVAL, 20 * self._save_seconds)
+        if self._dirty and (now - self._last_save > interval or self._state.all_finished()):
             self._save_state()
         return bool(events)
 
     def _save_state(self) -> None:
         """Persist the fold (a cache: events are the truth), so a later process reads only what is new."""
+        started = time.monotonic()
         try:
             self._state.save(self._state_path)
+            self._save_seconds = time.monotonic() - started
         except FileNotFoundError:
             return  # removed under us
         except OSError as e:

@@ -85,3 +85,17 @@ def test_rerun_of_many_components_removes_their_old_results_first(tmp_path):
     release.touch()
     assert list(m.iter(timeout=T)) == [10 * x for x in range(n)]
     assert len(list(markers.iterdir())) == 2 * n
+
+
+def test_state_of_a_million_components_is_saved_small_and_read_back(tmp_path):
+    n = 1_000_000
+    s = MapState(n)
+    s.apply(event(EventKind.SUBMITTED, 0, n))
+    s.apply(event(EventKind.HELD, 10, n - 10, t=2.0, reason="held by the user", code=1))
+    path = tmp_path / "state"
+    s.save(path)
+    assert path.stat().st_size < 1_000_000  # was 53 MB, rewritten every few seconds while the map ran
+    again = MapState.load(path, n)
+    assert again.counts() == s.counts() and again.holds.get(n - 1) == ("held by the user", 1)
+    path.write_bytes(path.read_bytes()[:100])  # torn or foreign: start afresh (events are the truth)
+    assert MapState.load(path, n).counts()[ComponentStatus.UNKNOWN] == n
