@@ -214,7 +214,6 @@ class Worker:
         self.cancelling: Dict[Tuple[str, int], Job] = {}  # withdrawn before the worker said it started
         self.started = 0.0
         self.peak_mb = 0  # largest resident memory seen for the current component and its children
-        self.oom_kills_at_start: Optional[int] = None  # the kernel's count when the component started
         self.stopped_on_purpose = False
 
     @property
@@ -384,6 +383,8 @@ class Supervisor:
         self.listener: Optional[socket.socket] = None
         self.rr = 0  # round-robin position over jobs
         self.no_room: Optional[str] = None  # why nothing can be written in HTMAP_DIR, while it lasts
+        self.oom_kills = kernel_oom_kills()  # the kernel's count, read about once a second (not per component)
+        self.oom_kills_read, self.oom_kills_rose = time.time(), 0.0
         self.no_room_until = 0.0  # no new components start before this (monotonic) time
         self.no_room_wait = 0.0
 
@@ -421,6 +422,7 @@ class Supervisor:
                 if now - last_scan >= SCAN_INTERVAL:
                     self.scan()
                     last_scan = now
+                    self.watch_oom_kills(time.time())
                 self.dispatch()
                 limits = self.limits_active()
                 if limits:
@@ -672,7 +674,6 @@ class Supervisor:
             return
         if kind == "start":
             worker.current, worker.started, worker.peak_mb = (job, component), msg[3], 0
-            worker.oom_kills_at_start = kernel_oom_kills()
             if job.state[component] == ASSIGNED:
                 job.log(msg[3], component, "running")
         elif kind == "noroom":  # its results could not be written: run it again when there is room
@@ -783,8 +784,7 @@ class Supervisor:
                 if src.stat().st_size:
                     store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
             message = f"component {c} died without output: {describe_exit(returncode)}"
-            if returncode == -signal.SIGKILL and worker.oom_kills_at_start is not None \
-                    and (kernel_oom_kills() or 0) > worker.oom_kills_at_start:
+            if returncode == -signal.SIGKILL and self.oom_killed_since(worker.started):
                 peak = f" (its peak seen: {worker.peak_mb} MB)" if worker.peak_mb else ""
                 message += (f", most likely by the kernel's out-of-memory killer: the machine (or the memory limit "
                             f"of its cgroup) ran out of memory while it ran{peak}. Give it less to hold at once, "
@@ -827,6 +827,20 @@ class Supervisor:
         say("there is room again in the map store; components start again")
         self.no_room = None
         return True
+
+    def watch_oom_kills(self, now: float, force: bool = False) -> None:
+        """Note when the kernel's out-of-memory killer last killed something (at most once a second)."""
+        if self.oom_kills is None or (not force and now - self.oom_kills_read < 1.0):
+            return
+        count = kernel_oom_kills()
+        if count is not None and count > self.oom_kills:
+            self.oom_kills, self.oom_kills_rose = count, now
+        self.oom_kills_read = now
+
+    def oom_killed_since(self, started: float) -> bool:
+        """Did the kernel's out-of-memory killer kill anything since ``started`` (epoch seconds)?"""
+        self.watch_oom_kills(time.time(), force=True)
+        return self.oom_kills is not None and self.oom_kills_rose >= started - 1.0
 
     def out_of_room(self, why: str) -> None:
         """HTMAP_DIR is full: start nothing new for a while (doubling, up to a minute), keep events."""
