@@ -12,8 +12,10 @@ import pytest
 
 import htmap
 from htmap import ComponentStatus
+from htmap.engines.local import processes, protocol
 from tests import funcs
 from tests.helpers import supervisor_pids, wait_until
+from tests.test_control import proc_state
 
 T = 60
 REPO = Path(__file__).parent.parent
@@ -219,3 +221,25 @@ def test_full_disk_warns_the_waiting_user(small_disk, tmp_path):
     filler.unlink()
     release.touch()
     assert m.get(0, timeout=T) == 0
+
+
+def test_full_disk_while_the_supervisor_takes_a_request_it_waits_and_carries_it_out(small_disk, tmp_path):
+    htmap_dir = small_disk / "htmap"
+    htmap.settings["HTMAP_DIR"] = str(htmap_dir)
+    first = htmap.map(funcs.double, [1], tag="first")
+    assert first.get(0, timeout=T) == 2
+    wait_until(lambda: len(supervisor_pids(htmap_dir)) == 1, T, message="one supervisor")
+    (supervisor,) = supervisor_pids(htmap_dir)
+    os.kill(supervisor, signal.SIGSTOP)  # a new map's request arrives, then the disk fills, before it is read
+    try:
+        m = htmap.map(funcs.double, range(3), tag="second")
+        queued = list(m._engine.paths.queue.iterdir())
+        filler = fill(small_disk)
+    finally:
+        os.kill(supervisor, signal.SIGCONT)
+    assert queued  # the supervisor has a request to take, and no room to record that it took it
+    protocol.wake(htmap_dir)
+    wait_until(lambda: proc_state(supervisor) in ("S", "gone", "Z"), T, message="the supervisor to take it")
+    filler.unlink()
+    assert list(m.iter(timeout=T)) == [0, 2, 4]
+    assert supervisor in supervisor_pids(htmap_dir)  # the same one: it never crashed

@@ -420,7 +420,12 @@ class Supervisor:
             while True:
                 now = time.monotonic()
                 if now - last_scan >= SCAN_INTERVAL:
-                    self.scan()
+                    try:
+                        self.scan()
+                    except OSError as e:  # a full disk: the request stays, and is taken again later
+                        if e.errno not in store.NO_ROOM_ERRNOS:
+                            raise
+                        self.out_of_room(f"{e.strerror} ({e.filename or self.htmap_dir})")
                     last_scan = now
                     self.watch_oom_kills(time.time())
                 self.dispatch()
@@ -781,8 +786,11 @@ class Supervisor:
             stderr_tail = jobfiles.tail(Path(worker.stderr_path))
             for name in ("stdout", "stderr"):
                 src = Path(worker.capture_dir) / name
-                if src.stat().st_size:
-                    store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
+                try:
+                    if src.stat().st_size:
+                        store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
+                except OSError as e:  # the map was removed, or the disk is full: go on, the reason matters more
+                    say(f"could not keep the {name} of component {c}: {e}")
             message = f"component {c} died without output: {describe_exit(returncode)}"
             if returncode == -signal.SIGKILL and self.oom_killed_since(worker.started):
                 peak = f" (its peak seen: {worker.peak_mb} MB)" if worker.peak_mb else ""
