@@ -50,7 +50,7 @@ class Job:
         self.state = bytearray(self.n)
         self.pending: Deque[int] = collections.deque()
         self.lines: List[str] = []
-        self.run: Optional[list] = None  # [t, first, count, kind, extra]: the last event, still growing
+        self.open_event: Optional[list] = None  # [t, first, count, kind, extra]: the last event, still growing
         self.events_path = self.directory / "engine" / protocol.EVENTS_FILE
         self.overrides_path = self.directory / "engine" / "overrides.json"
         fields = load_job_fields(self.directory)
@@ -138,28 +138,28 @@ class Job:
     def log(self, t: float, component: int, kind: str, count: int = 1, **extra) -> None:
         """Record an event. The same event for the next component at the same time widens the last
         line's range (``first+count``): holding a million components writes one line, not a million."""
-        run = self.run
-        if run is not None and run[0] == t and run[3] == kind and run[1] + run[2] == component and run[4] == extra:
-            run[2] += count
+        last = self.open_event
+        if last is not None and last[0] == t and last[3] == kind and last[1] + last[2] == component and last[4] == extra:
+            last[2] += count
         else:
-            self.close_run()
-            self.run = [t, component, count, kind, extra]
+            self.close_event()
+            self.open_event = [t, component, count, kind, extra]
         new = _STATE_AFTER.get(kind)
         if new is not None:
             self.state[component:component + count] = bytes([new]) * count
             if new == PENDING:
                 self.pending.extend(range(component, component + count))
 
-    def close_run(self) -> None:
-        if self.run is not None:
-            t, first, count, kind, extra = self.run
+    def close_event(self) -> None:
+        if self.open_event is not None:
+            t, first, count, kind, extra = self.open_event
             self.lines.append(protocol.format_event(t, first, kind, extra, count))
-            self.run = None
+            self.open_event = None
 
     def flush(self) -> bool:
         """Append the new events; False if the map is gone. A full disk raises, and the lines are
         kept for the next try (a half-written line is cut first, so readers never see it)."""
-        self.close_run()
+        self.close_event()
         if not self.lines:
             return True
         try:
