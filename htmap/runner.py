@@ -12,6 +12,7 @@ INPUTS is a map's ``inputs`` directory (``data`` + ``index``) or one pickle file
 a pickled error report (plain dict). The exit status is non-zero only when the runner
 itself could not write that file.
 """
+import errno
 import getpass
 import os
 import pickle
@@ -22,6 +23,7 @@ import sys
 import time
 import traceback
 
+NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
 OK = b"HTMAP1 OK\n"
 ERR = b"HTMAP1 ERR\n"
 INDEX_ENTRY = struct.Struct("<Q")
@@ -261,15 +263,16 @@ def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=N
     return run(func, args, kwargs, component, scratch)
 
 
-def write_output(output_dir, component, data):
-    """Publish ``<component>.out`` by temp + rename; on failure (a full disk) no temp file stays."""
-    path = os.path.join(output_dir, "%d.out" % component)
-    tmp = os.path.join(output_dir, ".%d.out.tmp-%d" % (component, os.getpid()))
+def publish(path, data):
+    """Write ``path`` by temp + rename (readers never see a torn file); on failure (a full disk)
+    no temp file stays. os.write, not a file object: this runs once per component."""
+    directory, name = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.tmp-%d" % (name, os.getpid()))
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
         try:
             view = memoryview(data)
-            while view:  # os.write, not a file object: this runs once per component
+            while view:
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
@@ -281,6 +284,10 @@ def write_output(output_dir, component, data):
             pass
         raise
     return path
+
+
+def write_output(output_dir, component, data):
+    return publish(os.path.join(output_dir, "%d.out" % component), data)
 
 
 def write_output_or_failure(output_dir, component, data, scratch=None):

@@ -5,16 +5,17 @@ directory, never lock, directories 0700 and files 0600 (maps hold pickles).
 """
 from __future__ import annotations
 
-import errno
 import os
 import secrets
 import shutil
 from pathlib import Path
 from typing import Union
 
+from . import runner
+
 DIR_MODE = 0o700
 FILE_MODE = 0o600
-NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
+NO_ROOM_ERRNOS = runner.NO_ROOM_ERRNOS  # a full disk, a quota, a file size limit
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -30,3 +30,29 @@ def supervisor_pids(htmap_dir: Path):
         if b"htmap.engines.local.supervisor" in args and str(htmap_dir).encode() in args:
             pids.append(int(entry.name))
     return pids
+
+
+def proc_state(pid: int) -> str:
+    """The state letter of a process in /proc (R, S, Z...), or "gone"."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def alive(pid: int) -> bool:
+    return proc_state(pid) not in ("gone", "Z", "X")
+
+
+def run_cli(*args, input=None, env=None):
+    """Run the htmap command in this process (click's test runner); stderr kept apart."""
+    from click.testing import CliRunner
+
+    from htmap.cli import cli
+
+    try:
+        runner = CliRunner(mix_stderr=False)  # click < 8.2
+    except TypeError:
+        runner = CliRunner()
+    return runner.invoke(cli, [str(a) for a in args], input=input, env=env)

@@ -19,7 +19,7 @@ from htmap import cli as cli_module
 from htmap.cli import cli
 from htmap.state import ComponentStatus
 from tests.funcs import chatty as noisy, double
-from tests.helpers import wait_until
+from tests.helpers import run_cli, wait_until
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,12 +51,7 @@ def needs_flag(flag):
 
 # -- helpers ----------------------------------------------------------------------------
 
-def run(*args, input=None, env=None):
-    try:
-        runner = CliRunner(mix_stderr=False)  # click < 8.2
-    except TypeError:
-        runner = CliRunner()
-    return runner.invoke(cli, [str(a) for a in args], input=input, env=env)
+run = run_cli
 
 
 def ok(*args, **kwargs):

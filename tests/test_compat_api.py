@@ -6,7 +6,7 @@ from pathlib import Path
 
 import htmap
 from htmap.engines.htcondor import delivery
-from tests.test_cli import run
+from tests.helpers import run_cli as run
 
 REPO = Path(__file__).parent.parent
 

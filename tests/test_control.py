@@ -10,7 +10,7 @@ import htmap
 from htmap import ComponentStatus, exceptions
 from htmap.engines.local import processes
 from tests import funcs
-from tests.helpers import supervisor_pids, wait_until
+from tests.helpers import alive, proc_state, supervisor_pids, wait_until
 
 T = 60
 
@@ -21,18 +21,6 @@ def markers_in(d: Path, prefix: str):
 
 def started(d: Path):
     return {int(p.name.split("-")[1]): int(p.name.split("-")[2]) for p in d.glob("started-*")}
-
-
-def proc_state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return "gone"
-
-
-def alive(pid: int) -> bool:
-    return proc_state(pid) not in ("gone", "Z", "X")
 
 
 @pytest.fixture

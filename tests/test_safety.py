@@ -12,10 +12,9 @@ import pytest
 
 import htmap
 from htmap import ComponentStatus
-from htmap.engines.local import processes, protocol
+from htmap.engines.local import protocol
 from tests import funcs
-from tests.helpers import supervisor_pids, wait_until
-from tests.test_control import proc_state
+from tests.helpers import proc_state, supervisor_pids, wait_until
 
 T = 60
 REPO = Path(__file__).parent.parent

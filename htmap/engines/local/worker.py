@@ -5,7 +5,6 @@ and stderr pointing at capture files; imports only the stdlib, cloudpickle and t
 runner, so it starts fast and user modules named like htmap's cannot clash.
 """
 import collections
-import errno
 import importlib.util
 import os
 import shutil
@@ -74,7 +73,7 @@ class MemoryMeter:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
-def save_capture(fd, destination):
+def save_capture(fd, destination, runner):
     """Copy what the component wrote to fd 1 or 2 into its log file, then empty the capture."""
     size = os.fstat(fd).st_size
     if not size:
@@ -86,22 +85,7 @@ def save_capture(fd, destination):
         if not chunk:
             break
         data += chunk
-    tmp = destination + ".tmp-%d" % os.getpid()
-    out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(out, view):]
-        finally:
-            os.close(out)
-        os.replace(tmp, destination)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    runner.publish(destination, data)
     os.ftruncate(fd, 0)
     return size
 
@@ -163,7 +147,6 @@ class JobCache:
                 os.close(fd)
 
 
-NO_ROOM_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # a full disk, a quota, a file size limit
 FLUSH_INTERVAL = 0.02  # seconds: reports of fast components go to the supervisor in batches
 
 
@@ -334,12 +317,12 @@ def main(runner_path, conn_fd):
                 component, "failure", "could not bring back the component's output files: %s" % e, scratch=scratch))
         logs = os.path.join(directory, "logs")
         try:
-            save_capture(1, os.path.join(logs, "%d.stdout" % component))
-            save_capture(2, os.path.join(logs, "%d.stderr" % component))
+            save_capture(1, os.path.join(logs, "%d.stdout" % component), runner)
+            save_capture(2, os.path.join(logs, "%d.stderr" % component), runner)
             data = runner.write_output_or_failure(os.path.join(directory, "outputs"), component, data,
                                                   scratch=scratch)
         except OSError as e:
-            if e.errno not in NO_ROOM_ERRNOS:
+            if e.errno not in runner.NO_ROOM_ERRNOS:
                 raise
             # HTMAP_DIR is full: nothing of this run can be kept; the supervisor runs it again later
             for fd in (1, 2):
