@@ -15,6 +15,13 @@ from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
 
 SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map runs
+SETTLE_SECONDS = 30.0  # at most this long an act waits for the map's state to show it
+# what each act leaves a component as, once the scheduler has carried it out
+SETTLED: Dict[Action, frozenset] = {
+    Action.HOLD: FINISHED | {ComponentStatus.HELD, ComponentStatus.UNMATERIALIZED},
+    Action.RELEASE: frozenset(set(ComponentStatus) - {ComponentStatus.HELD}),
+    Action.REMOVE: FINISHED,
+}
 
 
 def _alive(func):
@@ -551,10 +558,27 @@ class Map(Sequence):
         return out
 
     def _act(self, action: Action, components: Optional[Sequence[int]], reason: Optional[str] = None) -> None:
-        self._engine.act(self._job, action, self._targets(components), reason)
+        targets = self._targets(components)
+        self._engine.act(self._job, action, targets, reason)
         wait = getattr(self._engine, "wait_for_control", None)
         if wait is not None:
             wait(self._job)
+        if self._engine.acts_settle_later:
+            self._settle(action, targets)
+
+    def _settle(self, action: Action, components: Optional[List[int]]) -> None:
+        """Wait (a while) until the folded state shows the act, so that no stale status (a hold
+        just released) is read right after it. Engines whose acts reach their event stream later
+        than the act returns (HTCondor's job event log) need this."""
+        settled = SETTLED.get(action)
+        if settled is None:
+            return
+        poller = Poller(SETTLE_SECONDS)
+        while True:
+            progressed = self._refresh()
+            if self._state.all_in(settled, components) or poller.expired():
+                return
+            poller.sleep(progressed)
 
     @_alive
     def hold(self, components: Optional[Sequence[int]] = None, reason: Optional[str] = None) -> None:

@@ -11,7 +11,7 @@ import pickle
 import zlib
 from array import array
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import store
 from .engines.base import ComponentEvent, EventKind
@@ -254,6 +254,13 @@ class MapState:
 
     def all_finished(self) -> bool:
         return self.status.translate(None, _FINISHED_CODES) == b""
+
+    def all_in(self, statuses: Iterable[ComponentStatus], components: Optional[Sequence[int]] = None) -> bool:
+        """Whether every component (or each of ``components``) has one of ``statuses``."""
+        codes = bytes(CODE[s] for s in statuses)
+        if components is None:
+            return self.status.translate(None, codes) == b""
+        return all(self.status[c] in codes for c in components)
 
     def unfinished(self) -> List[int]:
         return [i for i, code in enumerate(self.status) if code not in _FINISHED_CODES]

@@ -122,6 +122,9 @@ class Engine(abc.ABC):
     """Runs job sets. Subclasses are thin; the shared core does the rest."""
 
     name: str = ""
+    # True when an act's events reach ``read_events`` some time after ``act`` returns: the core
+    # then waits until its state shows the act before returning to the user
+    acts_settle_later: bool = False
 
     def __init__(self, settings: Optional[Dict[str, Any]] = None):
         self.settings: Dict[str, Any] = dict(settings or {})

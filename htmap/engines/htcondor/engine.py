@@ -68,6 +68,7 @@ def map_constraint(job: JobSet, components: Optional[Sequence[int]] = None,
 
 class HTCondorEngine(Engine):
     name = "htcondor"
+    acts_settle_later = True  # the job event log shows holds/releases a moment after the schedd did them
 
     def __init__(self, settings: Optional[Dict[str, Any]] = None, scheduler: Optional[bindings.Scheduler] = None,
                  transplant_prefix: Optional[Path] = None):
