@@ -106,7 +106,9 @@ case "${1:-}" in
         ;;
     test)
         shift
-        pytest_as_pool_user tests/live_htcondor "$@"
+        paths=(tests/live_htcondor)
+        for arg in "$@"; do [[ "$arg" == tests/* ]] && paths=(); done
+        pytest_as_pool_user "${paths[@]}" "$@"
         ;;
     test-core)
         shift

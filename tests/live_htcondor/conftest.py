@@ -65,3 +65,16 @@ def job_ads(m: htmap.Map, attrs: Sequence[str]) -> List[Dict[str, object]]:
                                    ["component", *attrs])
     return sorted(({k: ad.get(k) for k in ["component", *attrs]} for ad in ads),
                   key=lambda a: int(a["component"]))
+
+
+def wait_for(m: htmap.Map, condition, timeout: float = 120, message: str = "condition"):
+    """``wait_until`` that fails at once, with the report, if a component of ``m`` errs or is held."""
+    from tests.helpers import wait_until
+
+    def check():
+        statuses = set(m.component_statuses)
+        if statuses & {htmap.ComponentStatus.ERRORED, htmap.ComponentStatus.HELD}:
+            m.wait(timeout=0)  # raises MapComponentError / MapComponentHeld with the reason
+        return condition()
+
+    return wait_until(check, timeout=timeout, interval=0.1, message=message)

@@ -48,7 +48,7 @@ INPUTS_DIR = "inputs"
 RESOURCE_KEYS = ("request_memory", "request_disk", "request_cpus")
 CONSUMED_KEYS = frozenset(("max_runtime", "max_retries", "retry_memory_factor", "retry_exceptions"))
 SOURCE_NAME = "func.source.json"
-RESERVED_INPUT_NAMES = frozenset(("runner.py", "func", SOURCE_NAME, WRAPPER_NAME))
+RESERVED_INPUT_NAMES = frozenset(("runner.py", "execution.py", "func", SOURCE_NAME, WRAPPER_NAME))
 _MACRO_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -182,7 +182,7 @@ class Description:
             per_item("htmap_chunk", (chunks[c][0] for c in components))
         else:
             own_input = str(engine / INPUTS_DIR / "$(component).in")
-        base_inputs = [str(self.runner), str(d / "func"), own_input]
+        base_inputs = [str(self.runner), str(self.runner.with_name("execution.py")), str(d / "func"), own_input]
         base_inputs += self.delivery_inputs
         htmap_files = len(base_inputs)
         if (d / SOURCE_NAME).exists():  # source lines for error reports of script functions
