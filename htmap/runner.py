@@ -254,7 +254,11 @@ def provide_htmap_helpers(directory):
         return
     spec = importlib.util.spec_from_file_location("htmap", path)
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # no __pycache__ in the scratch dir
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
     sys.modules["htmap"] = module
 
 

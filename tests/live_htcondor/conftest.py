@@ -31,6 +31,8 @@ def live_pool_ready() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if live_pool_ready():
+        for module in {item.module for item in items if "live_htcondor" in str(item.fspath)}:
+            cloudpickle.register_pickle_by_value(module)  # their functions run on the pool
         return
     for item in items:
         if "live_htcondor" in str(item.fspath):

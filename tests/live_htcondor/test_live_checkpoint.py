@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
-import cloudpickle
 import pytest
 
 import htmap
 
 from .conftest import condor, wait_for
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 
 def count_with_checkpoints(marker_dir, release_path, steps=5):
