@@ -154,7 +154,7 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
         raise exceptions.HTMapException(f"the function to map must be callable, not {type(func).__name__}")
     defaults = MapOptions(**settings.get("MAP_OPTIONS", {}) or {})
     options = MapOptions.merge(defaults, map_options)
-    engine_name, _why = engines.resolve_name(str(settings["ENGINE"]))
+    engine_name, engine_why = engines.resolve_name(str(settings["ENGINE"]))
     delivery.check_delivery_method(str(settings["DELIVERY_METHOD"]))
     transient = tag is None
     if tag is None:
@@ -216,9 +216,16 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
             store.remove_tree(final)
             mapstore.release_tag(tag, uid)
     m = Map.load(tag)
-    if not quiet and _interactive():
-        print(f"Created map {tag} with {n} components")
+    if not quiet:
+        _say_created(tag, n, engine_name, engine_why)
     return m
+
+
+def _say_created(tag: str, n: int, engine_name: str, why: str) -> None:
+    """Every new map says where it went (stdout in a terminal or notebook, else stderr, so that a
+    script's own output stays clean); ``quiet=True`` silences it."""
+    print(f"Created map {tag} with {n} component{'s' if n != 1 else ''} on the {engine_name} engine ({why})",
+          file=sys.stdout if _interactive() else sys.stderr)
 
 
 def _free_random_tag() -> str:

@@ -134,6 +134,14 @@ class Engine(abc.ABC):
         """Whether this engine can run here, and a sentence saying why (for ``htmap info``)."""
         return True, ""
 
+    @classmethod
+    def installed(cls) -> str:
+        """What shows that this engine's scheduler is installed here ("" when nothing does).
+
+        ``ENGINE = "auto"`` never falls back to the local engine past an installed scheduler
+        that cannot be used: that would run a cluster's workload on a login node."""
+        return ""
+
     def check(self, job: JobSet) -> None:
         """Reject what this engine cannot run, before anything is submitted."""
 
