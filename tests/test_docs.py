@@ -138,7 +138,7 @@ def test_the_checker_catches_what_it_should():
         int
         """
 
-    def partial(a, b) -> int:
+    def partial(a, b):
         """Something.
 
         Parameters
@@ -193,6 +193,7 @@ def test_map_options_named_keywords_behave_like_before():
     assert dict(opts) == {"request_memory": "2GB", "max_retries": 2, "docker_image": "python:3.12"}
     assert dict(htmap.MapOptions()) == {}
     assert htmap.MapOptions(retry_exceptions=OSError)["retry_exceptions"] == ["OSError"]
+    assert dict(htmap.MapOptions(request_memory=None, partition=None)) == {}  # a named option left at None: not set
     with pytest.raises(exceptions.InvalidOption):
         htmap.MapOptions(request_memory="lots")
     with pytest.raises(exceptions.ReservedOptionKeyword):
