@@ -198,3 +198,58 @@ def test_map_options_named_keywords_behave_like_before():
         htmap.MapOptions(request_memory="lots")
     with pytest.raises(exceptions.ReservedOptionKeyword):
         htmap.MapOptions(arguments="x")
+
+
+# -- the documentation site, the changelog and the citation file -------------------------------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def nav_pages(nav):
+    for entry in nav:
+        if isinstance(entry, str):
+            yield entry
+        else:
+            for value in entry.values():
+                yield from ([value] if isinstance(value, str) else nav_pages(value))
+
+
+def test_every_docs_page_is_in_the_nav():
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text())
+    in_nav = set(nav_pages(config["nav"]))
+    pages = {p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.md")}
+    assert pages - in_nav == set(), "add these pages to the nav in mkdocs.yml"
+    assert in_nav - pages == set(), "the nav names pages that do not exist"
+
+
+def test_the_api_reference_shows_every_public_name():
+    shown = set()
+    for page in (ROOT / "docs" / "api").glob("*.md"):
+        shown.update(re.findall(r"^::: (\S+)", page.read_text(), re.M))
+    assert "htmap.exceptions" in shown
+    missing = [f"htmap.{n}" for n, obj in ((n, getattr(htmap, n)) for n in htmap.__all__)
+               if (inspect.isclass(obj) or inspect.isfunction(obj)) and f"htmap.{n}" not in shown]
+    assert not missing, f"not in docs/api/*.md: {missing}"
+
+
+def test_the_docs_build_strictly(tmp_path):
+    pytest.importorskip("mkdocs")
+    pytest.importorskip("mkdocstrings_handlers.python")
+    import subprocess
+
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "build-docs.sh"), str(tmp_path / "site")],
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stdout + result.stderr
+    options = (tmp_path / "site" / "api" / "options" / "index.html").read_text()
+    assert "request_memory" in options and "retry_exceptions" in options
+
+
+def test_changelog_and_citation():
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## [Unreleased]" in changelog and "keepachangelog.com" in changelog
+    yaml = pytest.importorskip("yaml")
+    citation = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert citation["cff-version"] == "1.2.0"
+    for key in ("message", "title", "authors"):  # required by the CFF 1.2.0 schema
+        assert citation[key]
+    assert str(citation["version"]) == htmap.__version__
