@@ -52,6 +52,12 @@ def map(func: Callable, args: Iterable[Any], map_options: Optional[MapOptions] =
         If a map option has a value htmap cannot use.
     htmap.exceptions.MisalignedInputData
         If a per-component option does not have one value per component.
+
+    Examples
+    --------
+    >>> m = htmap.map(lambda x: 2 * x, range(10), tag="doubles")
+    >>> list(m)
+    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
     """
     return create_map(func, ((( a,), {}) for a in args), map_options=map_options, tag=tag, quiet=quiet)
 
@@ -98,6 +104,12 @@ def starmap(func: Callable, args: Optional[Iterable[Tuple]] = None, kwargs: Opti
         If a map option has a value htmap cannot use.
     htmap.exceptions.MisalignedInputData
         If a per-component option does not have one value per component.
+
+    Examples
+    --------
+    >>> m = htmap.starmap(pow, args=[(2, 3), (3, 2)], kwargs=[{}, {"mod": 5}])
+    >>> list(m)
+    [8, 4]
     """
     if args is None:
         args = ()
@@ -112,12 +124,7 @@ class MapBuilder:
     """Build a map call by call inside a ``with`` block; the map is submitted when the block ends.
 
     Calling the builder records one component with the arguments given. If the block raises,
-    nothing is submitted. Usually made by ``htmap.build_map``::
-
-        with htmap.build_map(f, tag="squares") as builder:
-            for x in range(10):
-                builder(x)
-        m = builder.map
+    nothing is submitted. Usually made by ``htmap.build_map``.
 
     Parameters
     ----------
@@ -130,6 +137,13 @@ class MapBuilder:
         ``htmap.clean()`` removes it.
     quiet : bool, optional
         Do not print "Created map ..." in an interactive session. Default ``False``.
+
+    Examples
+    --------
+    >>> with htmap.build_map(double, tag="doubles") as builder:
+    ...     for x in range(10):
+    ...         builder(x)
+    >>> m = builder.map
     """
 
     def __init__(self, func: Callable, map_options: Optional[MapOptions] = None, tag: Optional[str] = None,
@@ -301,6 +315,15 @@ def mapped(func: Optional[Callable] = None, *, map_options: Optional[MapOptions]
     -------
     MappedFunction or callable
         The mapped function; or, when called without ``func``, a decorator that makes one.
+
+    Examples
+    --------
+    >>> @htmap.mapped(map_options=htmap.MapOptions(request_memory="2GB"))
+    ... def double(x):
+    ...     return 2 * x
+    >>> double(4)
+    8
+    >>> m = double.map(range(10))
     """
     if func is None:
         return lambda f: MappedFunction(f, map_options=map_options)

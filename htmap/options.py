@@ -203,6 +203,16 @@ class MapOptions(collections.UserDict):
         If a value cannot be used (a size, duration or count that is not one).
     htmap.exceptions.ReservedOptionKeyword
         If a key is one htmap sets itself (``executable``, ``arguments``, ``log``, ``output``, ...).
+
+    Examples
+    --------
+    >>> opts = htmap.MapOptions(
+    ...     request_memory="2GB",                      # every component
+    ...     max_runtime=["1h", "1h", "4h"],            # one per component
+    ...     max_retries=3, retry_memory_factor=2,      # 2GB -> 4GB -> 8GB -> 16GB
+    ...     fixed_input_files=["calib.json"],
+    ... )
+    >>> m = htmap.map(analyse, ["a", "b", "c"], map_options=opts)
     """
 
     def __init__(
