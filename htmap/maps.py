@@ -926,7 +926,10 @@ class Map(Sequence):
 
     @_alive
     def pause(self, components: Optional[Sequence[int]] = None) -> None:
-        """Pause components: running ones are suspended in place, others wait until resumed.
+        """Suspend running components in place (SUSPENDED) until they are resumed.
+
+        Components that are not running are not affected. On Slurm, suspending needs operator
+        rights.
 
         Parameters
         ----------
@@ -942,7 +945,7 @@ class Map(Sequence):
 
     @_alive
     def resume(self, components: Optional[Sequence[int]] = None) -> None:
-        """Resume paused components.
+        """Resume suspended components: they continue where they were paused.
 
         Parameters
         ----------
