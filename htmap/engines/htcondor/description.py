@@ -32,7 +32,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 from ... import exceptions
 from ...options import and_requirements
 from ..base import JobSet
-from . import sites
+from . import deferred, sites
 from .delivery import RETRY_EXIT_CODE, WRAPPER_NAME
 
 LATE_MATERIALIZATION_THRESHOLD = 10_000  # components in one cluster above which jobs materialize late
@@ -42,6 +42,9 @@ HOLD_RUNNER_EXIT = 1
 HOLD_MEMORY = 2
 HOLD_RUNTIME = 3
 HOLD_RUNNER_SIGNAL = 4
+HOLD_DEFERRED = 5  # held (by htmap hold) before it was a job: see ``deferred``
+HOLD_DEFERRED_REMOVE = 6  # removed before it was a job: the schedd removes it at once
+HOLD_DEFERRED_EDIT = 7  # edited before it was a job: the engine edits and releases it
 HTCONDOR_OUT_OF_MEMORY = 34  # HoldReasonCode of the startd's own memory enforcement
 
 EVENT_LOG = "events"
@@ -51,6 +54,11 @@ CONSUMED_KEYS = frozenset(("max_runtime", "max_retries", "retry_memory_factor", 
 SOURCE_NAME = "func.source.json"
 RESERVED_INPUT_NAMES = frozenset(("runner.py", "execution.py", "func", SOURCE_NAME, WRAPPER_NAME))
 _MACRO_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def is_late(desc: Dict[str, str]) -> bool:
+    """Whether a description materializes its jobs late (the schedd makes jobs as slots free up)."""
+    return any(k.lower() in ("max_idle", "max_materialize") for k in desc)
 
 
 def classad_string(text: str) -> str:
@@ -305,6 +313,8 @@ class Description:
         lowered = {k.lower() for k in desc}
         if len(components) > LATE_MATERIALIZATION_THRESHOLD and not lowered & {"max_idle", "max_materialize"}:
             desc["max_idle"] = str(DEFAULT_MAX_IDLE)
+        if is_late(desc):
+            self._deferred_acts(desc)
 
         for key, value in self.custom_descriptors.items():  # registered delivery methods win
             if key == "transfer_input_files" and desc.get(key):
@@ -313,6 +323,23 @@ class Description:
             else:
                 desc[key] = descriptor_value(value) if not isinstance(value, (list, tuple)) else ",".join(map(str, value))
         return desc, items
+
+    def _deferred_acts(self, desc: Dict[str, str]) -> None:
+        """A late cluster's jobs read ``engine/deferred`` when they start (see ``deferred``): the
+        acts meant for them before they were jobs become holds, removals and edits here."""
+        desc["transfer_input_files"] = desc["transfer_input_files"].replace(
+            ",", f",{self.job.directory.absolute() / 'engine' / deferred.FILE_NAME},", 1)
+        exits = ((deferred.HOLD_EXIT, HOLD_DEFERRED, '"held by the user (htmap hold) before it started"'),
+                 (deferred.REMOVE_EXIT, HOLD_DEFERRED_REMOVE, classad_string(deferred.REMOVE_REASON)),
+                 (deferred.EDIT_EXIT, HOLD_DEFERRED_EDIT, classad_string(deferred.EDIT_REASON)))
+        reason, subcode = desc["on_exit_hold_reason"], desc["on_exit_hold_subcode"]
+        for code, sub, why in exits:
+            reason = f"ifThenElse(ExitBySignal =!= true && ExitCode =?= {code}, {why}, {reason})"
+            subcode = f"ifThenElse(ExitBySignal =!= true && ExitCode =?= {code}, {sub}, {subcode})"
+        desc["on_exit_hold_reason"], desc["on_exit_hold_subcode"] = reason, subcode
+        remove = f"(JobStatus == 5) && (HoldReasonCode =?= 3) && (HoldReasonSubCode =?= {HOLD_DEFERRED_REMOVE})"
+        user_remove = desc.get("periodic_remove", "")
+        desc["periodic_remove"] = f"({user_remove}) || ({remove})" if user_remove else remove
 
     @staticmethod
     def _check_input_names(paths: Sequence[str]) -> None:
