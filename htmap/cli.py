@@ -473,7 +473,7 @@ def failure_lines(m: "htmap.Map") -> List[str]:
     out = []
     errored = by_status.get(ComponentStatus.ERRORED, ())
     if errored:
-        reports = {e.component: e for e in m.errors}
+        reports = m.errors_so_far
         for c in errored:
             e = reports.get(c)
             if e is None:

@@ -4,17 +4,43 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import exceptions, jobfiles, mapstore, store
+from . import exceptions, jobfiles, mapstore, store, tags
 from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
 
 SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map runs
+
+Timeout = Optional[Union[int, float, datetime.timedelta]]
+
+
+def timeout_seconds(timeout: Timeout) -> Optional[float]:
+    """A timeout as seconds: ``None`` (wait forever), a number, or a ``datetime.timedelta``.
+
+    Parameters
+    ----------
+    timeout
+        ``None``, seconds as an ``int`` or ``float``, or a ``datetime.timedelta``.
+
+    Returns
+    -------
+    seconds
+        ``None`` or a number of seconds.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return float(timeout)
+    raise TypeError(f"timeout must be None, a number of seconds or a datetime.timedelta, "
+                    f"not {type(timeout).__name__} {timeout!r}")
 
 
 def _alive(func):
@@ -36,8 +62,9 @@ def _alive_property(func):
 class Poller:
     """Backs off from a few ms to ``ceiling`` while nothing changes."""
 
-    def __init__(self, timeout: Optional[float], ceiling: float = 0.25):
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+    def __init__(self, timeout: Timeout, ceiling: float = 0.25):
+        self.timeout = timeout_seconds(timeout)
+        self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
         self.delay = 0.002
         self.ceiling = ceiling
 
@@ -52,12 +79,28 @@ class Poller:
             time.sleep(self.delay)
 
 
-class ComponentLogs:
-    """``m.stdout[i]`` (non-blocking) and ``m.stdout.get(i, timeout)``."""
+class MapStdX(Sequence):
+    """A map's captured stdout or stderr, one string per component (``m.stdout``, ``m.stderr``).
 
-    def __init__(self, map: "Map", stream: str):
+    ``m.stdout[i]`` does not wait: an unfinished component raises ``OutputNotFound`` (also a
+    ``FileNotFoundError``, as in HTMap 0.6); ``m.stdout.get(i, timeout)`` waits for it.
+    ``i in m.stdout`` tells whether the map has component ``i``.
+
+    Parameters
+    ----------
+    map
+        The map whose logs these are.
+    """
+
+    _stream = ""
+
+    def __init__(self, map: "Map"):
         self._map = map
-        self._stream = stream
+
+    @property
+    def map(self) -> "Map":
+        """The map these logs belong to."""
+        return self._map
 
     def _path(self, component: int) -> Path:
         return self._map._dir / "logs" / f"{component}.{self._stream}"
@@ -68,7 +111,7 @@ class ComponentLogs:
         except FileNotFoundError:
             return None
 
-    def __getitem__(self, component: int) -> str:
+    def __getitem__(self, component: int) -> str:  # type: ignore[override]
         self._map._check_component(component)
         self._map._refresh()
         text = self._read(component)
@@ -78,33 +121,95 @@ class ComponentLogs:
             return ""
         raise exceptions.OutputNotFound(
             f"the {self._stream} of component {component} of map {self._map.tag!r} is not available yet "
-            f"(it is {self._map._state.status_of(component).value})"
+            f"(it is {self._map._state.status_of(component).value}); "
+            f"m.{self._stream}.get({component}, timeout=...) waits for it"
         )
 
-    def get(self, component: int, timeout: Optional[float] = None) -> str:
+    def get(self, component: int, timeout: Timeout = None) -> str:
+        """The component's stdout (stderr), waiting for the component to finish.
+
+        Parameters
+        ----------
+        component
+            The component's index.
+        timeout
+            Seconds (or a ``datetime.timedelta``) to wait; ``None`` waits forever.
+
+        Returns
+        -------
+        text
+            What the component wrote.
+        """
         self._map._wait_finished(component, timeout)
         return self[component]
+
+    def __contains__(self, component: object) -> bool:
+        return component in self._map
 
     def __len__(self) -> int:
         return len(self._map)
 
 
-class OutputFiles:
-    """``m.output_files[i]``: the directory holding component i's output files."""
+class MapStdOut(MapStdX):
+    """A map's captured stdout, one string per component (``m.stdout``)."""
+
+    _stream = "stdout"
+
+
+class MapStdErr(MapStdX):
+    """A map's captured stderr, one string per component (``m.stderr``)."""
+
+    _stream = "stderr"
+
+
+class MapOutputFiles(Sequence):
+    """``m.output_files[i]``: the directory holding component i's output files.
+
+    Parameters
+    ----------
+    map
+        The map whose output files these are.
+    """
 
     def __init__(self, map: "Map"):
         self._map = map
 
-    def __getitem__(self, component: int) -> Path:
+    @property
+    def map(self) -> "Map":
+        """The map these output files belong to."""
+        return self._map
+
+    def __getitem__(self, component: int) -> Path:  # type: ignore[override]
         self._map._check_component(component)
         return self._map._dir / "output_files" / str(component)
 
-    def get(self, component: int, timeout: Optional[float] = None) -> Path:
+    def get(self, component: int, timeout: Timeout = None) -> Path:
+        """The directory of the component's output files, waiting for the component to finish.
+
+        Parameters
+        ----------
+        component
+            The component's index.
+        timeout
+            Seconds (or a ``datetime.timedelta``) to wait; ``None`` waits forever.
+
+        Returns
+        -------
+        path
+            The directory (it exists once the component sent back a file).
+        """
         self._map._wait_finished(component, timeout)
         return self[component]
 
+    def __contains__(self, component: object) -> bool:
+        return component in self._map
+
     def __len__(self) -> int:
         return len(self._map)
+
+
+ComponentLogs = MapStdX  # older names
+OutputFiles = MapOutputFiles
 
 
 class Map(Sequence):
@@ -129,8 +234,8 @@ class Map(Sequence):
         self._dirty = False
         self._warned_no_room = False
         self._save_seconds = 0.0  # how long the last save of the state took
-        self.stdout = ComponentLogs(self, "stdout")
-        self.stderr = ComponentLogs(self, "stderr")
+        self._stdout = MapStdOut(self)
+        self._stderr = MapStdErr(self)
 
     # -- loading ----------------------------------------------------------------
     @classmethod
@@ -327,11 +432,11 @@ class Map(Sequence):
             self._raise_error(component, payload)
         return True, payload
 
-    def _wait_finished(self, component: int, timeout: Optional[float], trust_state: bool = True) -> None:
+    def _wait_finished(self, component: int, timeout: Timeout, trust_state: bool = True) -> None:
+        poller = Poller(timeout)
         self._check_component(component)
         if trust_state and self._state.status_of(component) in FINISHED:
             return  # known finished: iterating a big map needs no re-read per component
-        poller = Poller(timeout)
         while True:
             progressed = self._refresh()
             status = self._state.status_of(component)
@@ -341,7 +446,7 @@ class Map(Sequence):
                 raise self._held(component)
             if poller.expired():
                 raise exceptions.TimeoutError(
-                    f"timed out after {timeout} s waiting for component {component} of map {self.tag} "
+                    f"timed out after {poller.timeout:g} s waiting for component {component} of map {self.tag} "
                     f"(it is {status.value})"
                 )
             poller.sleep(progressed)
@@ -353,6 +458,8 @@ class Map(Sequence):
         found, value = self._try_output(component)
         if not found:
             self._refresh()
+            if self._state.status_of(component) is ComponentStatus.HELD:
+                raise self._held(component)
             raise exceptions.OutputNotFound(
                 f"output of component {component} of map {self.tag} is not available "
                 f"(it is {self._state.status_of(component).value})"
@@ -360,7 +467,7 @@ class Map(Sequence):
         return value
 
     @_alive
-    def get(self, component: int, timeout: Optional[float] = None) -> Any:
+    def get(self, component: int, timeout: Timeout = None) -> Any:
         """The output of a component, waiting for it (up to ``timeout`` seconds)."""
         self._wait_finished(component, timeout)
         found, value = self._try_output(component)
@@ -375,7 +482,7 @@ class Map(Sequence):
         return value
 
     @_alive
-    def get_err(self, component: int, timeout: Optional[float] = None) -> ComponentError:
+    def get_err(self, component: int, timeout: Timeout = None) -> ComponentError:
         """The error report of a component that failed (waiting for it to finish)."""
         self._wait_finished(component, timeout)
         try:
@@ -383,11 +490,12 @@ class Map(Sequence):
         except FileNotFoundError:
             raise exceptions.OutputNotFound(f"component {component} of map {self.tag} has no output") from None
         if kind != "ERR":
-            raise exceptions.InvalidOutputStatus(f"component {component} of map {self.tag} completed without error")
+            raise exceptions.ComponentSucceeded(f"component {component} of map {self.tag} completed without error; "
+                                                f"m.get({component}) gives its output")
         return self._error(component, payload)
 
     @_alive
-    def iter(self, timeout: Optional[float] = None) -> Iterator[Any]:
+    def iter(self, timeout: Timeout = None) -> Iterator[Any]:
         """Outputs in component order, waiting for each."""
         for component in range(len(self)):
             yield self.get(component, timeout=timeout)
@@ -396,22 +504,22 @@ class Map(Sequence):
         return self.iter()
 
     @_alive
-    def iter_with_inputs(self, timeout: Optional[float] = None) -> Iterator[Tuple[Tuple[Tuple, Dict], Any]]:
+    def iter_with_inputs(self, timeout: Timeout = None) -> Iterator[Tuple[Tuple[Tuple, Dict], Any]]:
         for inputs, component in zip(self.iter_inputs(), range(len(self))):
             yield inputs, self.get(component, timeout=timeout)
 
     @_alive
-    def iter_as_available(self, timeout: Optional[float] = None) -> Iterator[Any]:
+    def iter_as_available(self, timeout: Timeout = None) -> Iterator[Any]:
         """Outputs in the order components finish."""
         for _component, value in self._iter_finished(timeout):
             yield value
 
     @_alive
-    def iter_as_available_with_inputs(self, timeout: Optional[float] = None):
+    def iter_as_available_with_inputs(self, timeout: Timeout = None):
         for component, value in self._iter_finished(timeout):
             yield jobfiles.read_input(self._dir / "inputs", component), value
 
-    def _iter_finished(self, timeout: Optional[float]):
+    def _iter_finished(self, timeout: Timeout):
         remaining = set(range(len(self)))
         poller = Poller(timeout)
         while remaining:
@@ -428,7 +536,7 @@ class Map(Sequence):
                     raise self._held(component)
             if remaining:
                 if poller.expired():
-                    raise exceptions.TimeoutError(f"timed out after {timeout} s waiting for map {self.tag}")
+                    raise exceptions.TimeoutError(f"timed out after {poller.timeout:g} s waiting for map {self.tag}")
                 poller.sleep(progressed)
 
     @_alive
@@ -437,7 +545,7 @@ class Map(Sequence):
         return jobfiles.iter_inputs(self._dir / "inputs")
 
     @_alive
-    def wait(self, timeout: Optional[float] = None, show_progress_bar: bool = False,
+    def wait(self, timeout: Timeout = None, show_progress_bar: bool = False,
              holds_ok: bool = False, errors_ok: bool = False) -> None:
         """Block until every component has finished.
 
@@ -469,7 +577,7 @@ class Map(Sequence):
                     return
                 if poller.expired():
                     raise exceptions.TimeoutError(
-                        f"timed out after {timeout} s waiting for map {self.tag}: {self.status()}")
+                        f"timed out after {poller.timeout:g} s waiting for map {self.tag}: {self.status()}")
                 poller.sleep(progressed)
         finally:
             if bar is not None:
@@ -477,22 +585,32 @@ class Map(Sequence):
 
     # -- reports ----------------------------------------------------------------
     @_alive_property
-    def errors(self) -> List[ComponentError]:
-        """Error reports of the components that errored so far (never waits)."""
+    def errors(self) -> Dict[int, ComponentError]:
+        """``{component: ComponentError}`` of the errored components, as in HTMap 0.6.
+
+        Waits until every component has finished or is held; ``errors_so_far`` does not wait.
+        """
+        self.wait(holds_ok=True, errors_ok=True)
+        return self.errors_so_far
+
+    @_alive_property
+    def errors_so_far(self) -> Dict[int, ComponentError]:
+        """``{component: ComponentError}`` of the components that errored so far (never waits)."""
         self._refresh()
-        out = []
+        out = {}
         for component in self._state.with_status(ComponentStatus.ERRORED):
             try:
                 kind, payload = jobfiles.read_output(self._output_path(component))
             except FileNotFoundError:
                 continue
             if kind == "ERR":
-                out.append(self._error(component, payload))
+                out[component] = self._error(component, payload)
         return out
 
     @_alive
     def error_reports(self) -> List[str]:
-        return [e.report() for e in self.errors]
+        """The error reports of the components that errored so far (never waits)."""
+        return [e.report() for e in self.errors_so_far.values()]
 
     @_alive_property
     def holds(self) -> Dict[int, ComponentHold]:
@@ -538,8 +656,19 @@ class Map(Sequence):
         return size
 
     @_alive_property
-    def output_files(self) -> OutputFiles:
-        return OutputFiles(self)
+    def output_files(self) -> MapOutputFiles:
+        """Each component's directory of output files (``m.output_files[i]``)."""
+        return MapOutputFiles(self)
+
+    @_alive_property
+    def stdout(self) -> MapStdOut:
+        """Each component's captured stdout (``m.stdout[i]``, ``m.stdout.get(i, timeout)``)."""
+        return self._stdout
+
+    @_alive_property
+    def stderr(self) -> MapStdErr:
+        """Each component's captured stderr (``m.stderr[i]``, ``m.stderr.get(i, timeout)``)."""
+        return self._stderr
 
     # -- control ----------------------------------------------------------------
     def _targets(self, components: Optional[Sequence[int]]) -> Optional[List[int]]:
@@ -621,7 +750,7 @@ class Map(Sequence):
     def rerun(self, components: Optional[Sequence[int]] = None) -> None:
         """Run finished components again (all of them when ``components`` is None)."""
         self._refresh()
-        targets = list(range(len(self))) if components is None else self._targets(components)
+        targets = list(range(len(self))) if components is None else self._rerun_targets(components)
         unfinished = [c for c in targets if not self._state.is_finished(c)]
         if unfinished:
             shown = ", ".join(map(str, unfinished[:10])) + (" ..." if len(unfinished) > 10 else "")
@@ -632,6 +761,16 @@ class Map(Sequence):
         self._remove_results(targets)
         self._state.reset(targets)
         self._engine.submit(self._job, targets)
+
+    def _rerun_targets(self, components: Sequence[int]) -> List[int]:
+        targets = [int(c) for c in components]
+        outside = sorted({c for c in targets if not 0 <= c < len(self)})
+        if outside:
+            raise exceptions.CannotRerunComponents(
+                f"cannot rerun components {', '.join(map(str, outside[:10]))} of map {self.tag}: they are not "
+                f"in the map (its components are 0 to {len(self) - 1})"
+            )
+        return targets
 
     def _remove_results(self, components: Sequence[int]) -> None:
         """Delete the outputs and logs of components about to run again. Many: one pass over the
@@ -645,6 +784,7 @@ class Map(Sequence):
                         stem = entry.name.partition(".")[0]
                         if stem.isdigit() and int(stem) in wanted:
                             os.unlink(entry.path)
+            self._remove_output_files(wanted)
             return
         for c in components:
             for path in (f"{dirs[0]}/{c}.out", f"{dirs[1]}/{c}.stdout", f"{dirs[1]}/{c}.stderr"):
@@ -652,13 +792,32 @@ class Map(Sequence):
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        self._remove_output_files(components)
+
+    def _remove_output_files(self, components) -> None:
+        """Delete earlier output files, so a stale file never looks like a fresh result."""
+        root = self._dir / "output_files"
+        if not root.exists():
+            return
+        wanted = {str(c) for c in components}
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name in wanted:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     @_alive
     def retag(self, new_tag: str) -> None:
         """Give the map a new tag; a retagged map is no longer transient."""
         if new_tag == self._tag:
             return
-        mapstore.rename_tag(self._tag, new_tag, self._uid)
+        try:
+            tags.validate(new_tag)
+        except exceptions.InvalidTag as e:
+            raise exceptions.RetagInvalidTag(f"cannot retag map {self._tag!r}: {e}") from None
+        try:
+            mapstore.rename_tag(self._tag, new_tag, self._uid)
+        except exceptions.TagAlreadyExists as e:
+            raise exceptions.RetagTagAlreadyExists(f"cannot retag map {self._tag!r}: {e}") from None
         self._meta["tag"] = new_tag
         self._meta["transient"] = False
         mapstore.write_meta(self._dir, self._meta)
