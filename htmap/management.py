@@ -87,6 +87,26 @@ STATUS_COLUMNS = [s.value for s in ComponentStatus.display_statuses()]
 
 META_COLUMNS = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
 
+IDENTITY_COLUMNS = ["tag", "engine", "transient", "components"]
+
+
+def record_fields(include_state: bool = True, include_meta: bool = True) -> List[str]:
+    """The fields of a map's status record, in the order of ``status_csv`` and ``htmap status --format csv``.
+
+    Parameters
+    ----------
+    include_state
+        Include the counts of components per status.
+    include_meta
+        Include local data, memory and runtime figures.
+
+    Returns
+    -------
+    fields
+        Field names, in CSV column order.
+    """
+    return IDENTITY_COLUMNS + (STATUS_COLUMNS if include_state else []) + (META_COLUMNS if include_meta else [])
+
 
 def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
                 include_meta: bool = True) -> List[Dict[str, Any]]:
@@ -143,11 +163,11 @@ def aligned_table(rows: List[List[str]], right: Sequence[bool], header: bool = T
 def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include_meta: bool = True,
                  mark_transient: bool = False) -> List[List[str]]:
     """The status table as strings: a header, then one row per map (shared with the CLI)."""
-    header = ["Tag"] + (STATUS_COLUMNS if include_state else []) + (
+    header = ["Tag", "Components"] + (STATUS_COLUMNS if include_state else []) + (
         ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"] if include_meta else [])
     table = [header]
     for r in rows:
-        cells = [("* " if mark_transient and r["transient"] else "") + r["tag"]]
+        cells = [("* " if mark_transient and r["transient"] else "") + r["tag"], str(r["components"])]
         if include_state:
             cells += [str(r[s]) for s in STATUS_COLUMNS]
         if include_meta:
@@ -175,8 +195,7 @@ def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, inc
     """One CSV row per map; booleans as ``true``/``false``."""
     rows = status_rows(maps, include_state, include_meta)
     out = io.StringIO()
-    fields = ["tag", "components"] + (STATUS_COLUMNS if include_state else []) + (
-        META_COLUMNS if include_meta else []) + ["transient", "engine"]
+    fields = record_fields(include_state, include_meta)
     writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for r in rows:

@@ -813,11 +813,11 @@ class Map(Sequence):
         try:
             tags.validate(new_tag)
         except exceptions.InvalidTag as e:
-            raise exceptions.RetagInvalidTag(f"cannot retag map {self._tag!r}: {e}") from None
+            raise exceptions.RetagInvalidTag(f"{e} (map {self._tag!r} keeps its tag)") from None
         try:
             mapstore.rename_tag(self._tag, new_tag, self._uid)
         except exceptions.TagAlreadyExists as e:
-            raise exceptions.RetagTagAlreadyExists(f"cannot retag map {self._tag!r}: {e}") from None
+            raise exceptions.RetagTagAlreadyExists(f"{e} (map {self._tag!r} keeps its tag)") from None
         self._meta["tag"] = new_tag
         self._meta["transient"] = False
         mapstore.write_meta(self._dir, self._meta)
