@@ -266,3 +266,154 @@ def test_every_public_member_raises_after_another_process_removed_the_map(tmp_pa
         else:
             failures.append(f"{name}: no error")
     assert not failures, failures
+
+
+# -- the command line ------------------------------------------------------------------
+
+# every command of HTMap 0.6 with the options (and arguments) its scripts pass
+CLI_0_6 = {
+    (): ["-v", "--verbose", "--version", "-h", "--help"],
+    ("tags",): ["-p", "--pattern"],
+    ("status",): ["--state", "--no-state", "--meta", "--no-meta", "--format", "--live", "--no-live",
+                  "--color", "--no-color"],
+    ("clean",): ["--all"],
+    ("wait",): ["tags", "-p", "--pattern", "--all"],
+    ("remove",): ["tags", "-p", "--pattern", "--all", "--force"],
+    ("hold",): ["tags", "-p", "--pattern", "--all"],
+    ("release",): ["tags", "-p", "--pattern", "--all"],
+    ("pause",): ["tags", "-p", "--pattern", "--all"],
+    ("resume",): ["tags", "-p", "--pattern", "--all"],
+    ("vacate",): ["tags", "-p", "--pattern", "--all"],
+    ("reasons",): ["tags", "-p", "--pattern", "--all"],
+    ("errors",): ["tags", "-p", "--pattern", "--all", "--limit"],
+    ("stdout",): ["tag", "component", "--timeout"],
+    ("stderr",): ["tag", "component", "--timeout"],
+    ("components",): ["tag", "--status", "--color", "--no-color"],
+    ("rerun", "components"): ["tag", "components"],
+    ("rerun", "map"): ["tags", "-p", "--pattern", "--all"],
+    ("retag",): ["tag", "new"],
+    ("version",): [],
+    ("settings",): ["--user"],
+    ("set",): [],
+    ("transplants", "info"): [],
+    ("transplants", "remove"): ["index"],
+    ("edit", "memory"): ["tag", "memory", "--unit"],
+    ("edit", "disk"): ["tag", "disk", "--unit"],
+    ("path",): [],
+    ("logs",): ["--view", "--no-view"],
+    ("autocompletion",): ["--shell", "--force", "--destination"],
+}
+
+
+def _command(path):
+    from htmap.cli import cli
+
+    command = cli
+    for name in path:
+        command = command.commands.get(name)
+        assert command is not None, f"`htmap {' '.join(path)}` (HTMap 0.6) is missing"
+    return command
+
+
+@pytest.mark.parametrize("path,options", sorted(CLI_0_6.items()))
+def test_every_command_and_option_of_0_6_exists(path, options):
+    command = _command(path)
+    accepted = set()
+    for param in command.params:
+        accepted.update(param.opts + param.secondary_opts)
+        accepted.add(param.name)
+    if not path:
+        accepted.update(["-h", "--help", "--version"])
+    missing = [o for o in options if o not in accepted]
+    assert not missing, f"`htmap {' '.join(path)}` does not take {missing} (HTMap 0.6 did)"
+
+
+@pytest.mark.parametrize("path", [p for p in CLI_0_6 if p])
+def test_every_command_of_0_6_has_help(path):
+    result = run_cli(*path, "--help")
+    assert result.exit_code == 0 and "Usage:" in result.stdout
+
+
+def test_components_prints_one_pair_per_line_and_numbers_on_one_line():
+    m = htmap.starmap(funcs.fail_on, args=[(x,) for x in range(11)], kwargs=[{"bad": 3}] * 11, tag="pairs")
+    m.wait(timeout=T, errors_ok=True)
+    lines = run_cli("components", "pairs").stdout.splitlines()
+    assert lines[0] == " 0 COMPLETED" and lines[3] == " 3 ERRORED" and lines[10] == "10 COMPLETED"
+    assert run_cli("components", "pairs", "--status", "errored").stdout == "3\n"
+    both = run_cli("components", "pairs", "--status", "ERRORED", "--status", "completed").stdout
+    assert both == " ".join(str(c) for c in range(11)) + "\n"
+
+
+def test_status_names_are_upper_case_in_help_and_errors():
+    htmap.map(funcs.double, [1], tag="upper")
+    assert "[UNKNOWN|" in run_cli("components", "--help").stdout
+    result = run_cli("components", "upper", "--status", "wizbang")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("ERROR: wizbang") and "ERRORED" in result.stderr
+
+
+def test_status_shows_components_and_fits_80_columns():
+    htmap.map(funcs.double, range(12), tag="a-longer-tag-for-the-table").wait(timeout=T)
+    out = run_cli("status", env={"COLUMNS": "80"}).stdout
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert "Components" in out and " 12 " in out
+    chosen = run_cli("status", "--columns", "memory,total_runtime", env={"COLUMNS": "80"}).stdout
+    assert chosen.splitlines()[0].split() == ["Tag", "Max", "Memory", "Total", "Runtime"]
+    wide = run_cli("status", env={"COLUMNS": "300"}).stdout
+    assert "Total Runtime" in wide and "SUSPENDED" in wide
+    bad = run_cli("status", "--columns", "colour")
+    assert bad.exit_code == 2 and "colour" in bad.stderr and "total_runtime" in bad.stderr
+
+
+@pytest.mark.parametrize("fmt", ["json", "json_compact", "csv"])
+def test_status_live_with_another_format_says_error(fmt):
+    result = run_cli("status", "--live", "--format", fmt)
+    assert result.exit_code == 2 and "ERROR" in result.stderr
+
+
+def test_status_no_live_and_logs_no_view_are_accepted():
+    htmap.map(funcs.double, [1], tag="nolive")
+    assert run_cli("status", "--no-live").exit_code == 0
+    result = run_cli("logs", "--no-view")
+    assert result.exit_code == 0 and result.stdout.strip().endswith(".log")
+
+
+def test_autocompletion_adds_clicks_completion_line_once(tmp_path):
+    rc = tmp_path / "bashrc"
+    assert run_cli("autocompletion", "--shell", "bash", "--destination", rc).exit_code == 0
+    assert run_cli("autocompletion", "--shell", "bash", "--destination", rc).exit_code == 0
+    assert rc.read_text().count("_HTMAP_COMPLETE=bash_source htmap") == 1
+    run_cli("autocompletion", "--shell", "bash", "--destination", rc, "--force")
+    assert rc.read_text().count("_HTMAP_COMPLETE=bash_source htmap") == 2
+
+
+def test_version_says_htmap_version():
+    assert run_cli("--version").stdout.startswith(f"htmap version {htmap.__version__}")
+    assert run_cli("version").stdout.splitlines()[0] == f"htmap version {htmap.__version__}"
+
+
+@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+def test_stdout_and_stderr_commands_wait_for_the_component(tmp_path, monkeypatch, stream):
+    import threading
+
+    from htmap import maps
+
+    gate, m = gate_map(tmp_path, 1, f"waits-{stream}")
+    waiting = threading.Event()
+    original = maps.Poller.sleep
+
+    def sleep(self, progressed=False):
+        waiting.set()
+        original(self, progressed)
+
+    monkeypatch.setattr(maps.Poller, "sleep", sleep)
+    results = []
+    # without --timeout, as 0.6 scripts call it: wait as long as it takes
+    thread = threading.Thread(target=lambda: results.append(run_cli(stream, m.tag, 0)), daemon=True)
+    thread.start()
+    wait_until(lambda: waiting.is_set() or not thread.is_alive(), T, message="the command to wait")
+    gate.touch()
+    thread.join(T)
+    assert waiting.is_set() and results[0].exit_code == 0, results[0].stderr
+    assert run_cli(stream, m.tag, 0, "--timeout", "0").exit_code == 0
+
