@@ -33,6 +33,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import importlib
 
 import click
+import click.shell_completion
 
 import htmap
 from . import exceptions, management, mapstore
@@ -204,6 +205,41 @@ def _read_stdin_tags() -> List[str]:
         return sys.stdin.read().split()
     except (OSError, ValueError):
         return []
+
+
+class BashComplete(click.shell_completion.BashComplete):
+    """click's bash completion, for words with ``:`` (``htmap path TAG:PART``).
+
+    bash splits ``TAG:ev`` at the ``:`` (it is in ``COMP_WORDBREAKS``) and replaces only the
+    part after it; this joins the parts again for htmap, and gives back only what bash replaces.
+    """
+
+    _cut = ""
+
+    def get_completion_args(self) -> Tuple[List[str], str]:
+        words = click.shell_completion.split_arg_string(os.environ.get("COMP_WORDS", ""))
+        cword = int(os.environ.get("COMP_CWORD", "0"))
+        current = words[cword] if cword < len(words) else ""
+        joined: List[str] = []
+        for i, word in enumerate(words[:cword + 1]):
+            if joined and i > 1 and (word == ":" or joined[-1].endswith(":")):
+                joined[-1] += word
+            else:
+                joined.append(word)
+        if cword >= len(words):
+            joined.append("")
+        incomplete = joined[-1]
+        self._cut = incomplete[:len(incomplete) - len(current)] if incomplete.endswith(current) else ""
+        return joined[1:-1], incomplete
+
+    def format_completion(self, item) -> str:
+        value = item.value
+        if self._cut and value.startswith(self._cut):
+            value = value[len(self._cut):]
+        return f"{item.type},{value}"
+
+
+click.shell_completion.add_completion_class(BashComplete, "bash")
 
 
 def complete_tags(ctx, param, incomplete: str) -> List[str]:

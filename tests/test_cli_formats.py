@@ -76,3 +76,40 @@ def test_a_mistyped_command_gets_one_suggestion():
     result = run_cli("stauts")
     assert result.exit_code == 2 and "status" in result.stderr
     assert result.stderr.lower().count("did you mean") == 1, result.stderr
+
+
+def _bash_complete(tmp_path, words, cword):
+    """Run click's completion script for htmap in a real bash, with the words bash would make."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("no bash here")
+    bindir = tmp_path / "bin"
+    bindir.mkdir(exist_ok=True)
+    script = bindir / "htmap"
+    script.write_text(f'#!/bin/sh\nexec {sys.executable} -m htmap "$@"\n')
+    script.chmod(0o755)
+    root = str(Path(__file__).parent.parent)
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "PYTHONPATH": root}
+    words_bash = " ".join(f"'{w}'" for w in words)
+    program = (f'eval "$(_HTMAP_COMPLETE=bash_source htmap)"\n'
+               f'COMP_WORDS=({words_bash}); COMP_CWORD={cword}\n'
+               '_htmap_completion htmap\nprintf "%s\\n" "${COMPREPLY[@]}"\n')
+    out = subprocess.run([bash, "--norc", "--noprofile", "-c", program], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def test_path_tag_part_completes_in_real_bash(tmp_path):
+    htmap.map(funcs.double, [1], tag="pc-map")
+    # bash splits `htmap path pc-map:ev` at ':' (COMP_WORDBREAKS) and replaces only the last word
+    assert _bash_complete(tmp_path, ["htmap", "path", "pc-map", ":", "ev"], 4) == ["events"]
+    assert _bash_complete(tmp_path, ["htmap", "path", "pc-map", ":"], 3) == [
+        ":map", ":tag", ":events", ":logs", ":inputs", ":outputs", ":output_files"]
+    assert _bash_complete(tmp_path, ["htmap", "path", "pc-"], 2) == ["pc-map"]
