@@ -768,8 +768,14 @@ def _stream_command(stream: str):
     @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
                   help="Wait at most this many seconds for the component to finish (default: wait as long as "
                        "it takes; exit status 124 when the time runs out).")
-    def command(tag, component, timeout):
+    @click.option("-f", "--follow", is_flag=True, default=False,
+                  help=f"Print the {stream} as the component writes it, until it finishes (like tail -f).")
+    def command(tag, component, timeout, follow):
         m = load_map(tag)
+        if follow:
+            for chunk in getattr(m, stream).follow(component, timeout=timeout):
+                click.echo(chunk, nl=False)
+            return
         text = getattr(m, stream).get(component, timeout=timeout)
         click.echo(text, nl=bool(text) and not text.endswith("\n"))
 

@@ -143,11 +143,74 @@ class MapStdX(Sequence):
         self._map._wait_finished(component, timeout)
         return self[component]
 
+    def follow(self, component: int, timeout: Timeout = None) -> Iterator[str]:
+        """What the component writes, piece by piece as it runs, until it finishes (like ``tail -f``).
+
+        Engines that keep a running component's output elsewhere (HTCondor) give it all at the end.
+
+        Parameters
+        ----------
+        component
+            The component's index.
+        timeout
+            Seconds (or a ``datetime.timedelta``) to follow at most; ``None`` follows to the end.
+
+        Yields
+        ------
+        text
+            The next piece of what the component wrote.
+        """
+        import codecs
+
+        m = self._map
+        m._check_component(component)
+        poller = Poller(timeout)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sent = 0
+        while True:
+            progressed = m._refresh()
+            status = m._state.status_of(component)
+            if status in FINISHED:
+                rest = _read_from(self._path(component), sent)
+                yield decoder.decode(rest, final=True)
+                return
+            chunk = self._live_chunk(component, sent)
+            if chunk:
+                sent += len(chunk)
+                progressed = True
+                yield decoder.decode(chunk)
+            if status is ComponentStatus.HELD:
+                raise m._held(component)
+            if poller.expired():
+                raise exceptions.TimeoutError(f"timed out after {poller.timeout:g} s following the {self._stream} "
+                                              f"of component {component} of map {m.tag} (it is {status.value})")
+            poller.sleep(progressed)
+
+    def _live_chunk(self, component: int, offset: int) -> bytes:
+        """New bytes of the running component's output, if its engine shows them."""
+        m = self._map
+        path = m._engine.live_log(m._job, component, self._stream)
+        if path is None:
+            return b""
+        chunk = _read_from(path, offset)
+        if chunk and m._engine.live_log(m._job, component, self._stream) != path:
+            return b""  # the worker moved on to another component meanwhile
+        return chunk
+
     def __contains__(self, component: object) -> bool:
         return component in self._map
 
     def __len__(self) -> int:
         return len(self._map)
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
 
 
 class MapStdOut(MapStdX):

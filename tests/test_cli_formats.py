@@ -113,3 +113,37 @@ def test_path_tag_part_completes_in_real_bash(tmp_path):
     assert _bash_complete(tmp_path, ["htmap", "path", "pc-map", ":"], 3) == [
         ":map", ":tag", ":events", ":logs", ":inputs", ":outputs", ":output_files"]
     assert _bash_complete(tmp_path, ["htmap", "path", "pc-"], 2) == ["pc-map"]
+
+
+@pytest.mark.parametrize("stream,first", [("stdout", "first line"), ("stderr", "first err")])
+def test_follow_prints_a_running_components_output_as_it_comes(tmp_path, stream, first):
+    import os
+    import queue
+    import subprocess
+    import sys
+    import threading
+    from pathlib import Path
+
+    gate = tmp_path / "gate"
+    m = htmap.map(funcs.print_wait_print, [str(gate)], tag=f"follow-{stream}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "htmap", stream, m.tag, "0", "--follow"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines: "queue.Queue[str]" = queue.Queue()
+    reader = threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        assert lines.get(timeout=T) == first + "\n"  # shown while the component still runs
+        assert proc.poll() is None
+        gate.touch()
+        assert proc.wait(timeout=T) == 0, proc.stderr.read()
+    finally:
+        gate.touch()
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(T)
+    rest = []
+    while not lines.empty():
+        rest.append(lines.get())
+    if stream == "stdout":
+        assert rest == ["second line\n"]
