@@ -79,6 +79,17 @@ class Poller:
             time.sleep(self.delay)
 
 
+def _show_progress(bar: Any, done: int, counts: Dict[ComponentStatus, int]) -> None:
+    """Move the progress bar to ``done`` and show how many errored or are held beside it."""
+    postfix = {name: counts[status] for name, status in (("errored", ComponentStatus.ERRORED),
+                                                         ("held", ComponentStatus.HELD)) if counts[status]}
+    if postfix != getattr(bar, "_htmap_postfix", None):
+        bar._htmap_postfix = postfix
+        bar.set_postfix(postfix, refresh=False)
+    if done != bar.n:
+        bar.update(done - bar.n)
+
+
 class MapStdX(Sequence):
     """A map's captured stdout or stderr, one string per component (``m.stdout``, ``m.stderr``).
 
@@ -625,17 +636,17 @@ class Map(Sequence):
                 progressed = self._refresh()
                 counts = self._state.counts()
                 done = counts[ComponentStatus.COMPLETED] + counts[ComponentStatus.ERRORED] + counts[ComponentStatus.REMOVED]
+                if holds_ok:
+                    done += counts[ComponentStatus.HELD]
                 if bar is not None:
-                    bar.update(done - bar.n)
+                    _show_progress(bar, done, counts)
                 if counts[ComponentStatus.ERRORED] and not errors_ok:
                     component = self._state.with_status(ComponentStatus.ERRORED)[0]
                     found, _ = self._try_output(component)  # raises MapComponentError
                     if not found:
                         raise exceptions.MapComponentError(f"component {component} of map {self.tag} errored")
-                if counts[ComponentStatus.HELD]:
-                    if not holds_ok:
-                        raise self._held(self._state.with_status(ComponentStatus.HELD)[0])
-                    done += counts[ComponentStatus.HELD]
+                if counts[ComponentStatus.HELD] and not holds_ok:
+                    raise self._held(self._state.with_status(ComponentStatus.HELD)[0])
                 if done >= len(self):
                     return
                 if poller.expired():
