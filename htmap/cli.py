@@ -487,7 +487,7 @@ def format_status_csv(rows: List[Dict[str, Any]], fields: List[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(fields)
-    for r in rows:
+    for r in map(management.csv_row, rows):
         writer.writerow([("true" if r[k] else "false") if isinstance(r[k], bool) else r[k] for k in fields])
     return buf.getvalue()
 
@@ -538,9 +538,11 @@ def status(tags, patterns, all_, fmt, state, meta, live, interval, iterations, c
         rows = [r for _, r in sorted(_status_rows(selected, meta, strict=strict),
                                      key=lambda p: p[1]["tag"])]
         if fmt == "csv":
-            click.echo(format_status_csv(rows, fields), nl=False)
+            legacy = management.fields_0_6(state, meta, nested=False)
+            click.echo(format_status_csv(rows, fields + legacy), nl=False)
         else:
-            click.echo(format_status_json(rows, fields, compact=fmt == "json_compact"))
+            legacy = management.fields_0_6(state, meta)
+            click.echo(format_status_json(rows, fields + legacy, compact=fmt == "json_compact"))
         return
 
     lines = render()

@@ -19,6 +19,9 @@ SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map run
 
 Timeout = Optional[Union[int, float, datetime.timedelta]]
 
+STATUS_LINE_0_6 = (ComponentStatus.HELD, ComponentStatus.ERRORED, ComponentStatus.IDLE, ComponentStatus.RUNNING,
+                   ComponentStatus.COMPLETED)
+
 
 def timeout_seconds(timeout: Timeout) -> Optional[float]:
     """A timeout as seconds: ``None`` (wait forever), a number, or a ``datetime.timedelta``.
@@ -368,6 +371,19 @@ class Map(Sequence):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self._tag!r})"
 
+    # maps sort by tag, as in HTMap 0.6 (sorted(htmap.load_maps()))
+    def __lt__(self, other: "Map") -> bool:
+        return self._tag < other._tag if isinstance(other, Map) else NotImplemented
+
+    def __le__(self, other: "Map") -> bool:
+        return self._tag <= other._tag if isinstance(other, Map) else NotImplemented
+
+    def __gt__(self, other: "Map") -> bool:
+        return self._tag > other._tag if isinstance(other, Map) else NotImplemented
+
+    def __ge__(self, other: "Map") -> bool:
+        return self._tag >= other._tag if isinstance(other, Map) else NotImplemented
+
     def _repr_html_(self) -> str:
         """A Jupyter view: tag, size, a bar of status counts, hints to errors and holds."""
         from .html import map_html
@@ -457,8 +473,12 @@ class Map(Sequence):
 
     @_alive
     def status(self) -> str:
+        """``Map TAG (N components): HELD = 0 | ERRORED = 0 | IDLE = 0 | RUNNING = 0 | COMPLETED = 3``,
+        as HTMap 0.6 wrote it (other statuses follow when some component has them)."""
         counts = self.status_counts()
-        parts = [f"{s.value} = {counts[s]}" for s in ComponentStatus if counts.get(s)]
+        shown = [s for s in STATUS_LINE_0_6] + [s for s in ComponentStatus
+                                                  if s not in STATUS_LINE_0_6 and counts.get(s)]
+        parts = [f"{s.value} = {counts.get(s, 0)}" for s in shown]
         return f"Map {self.tag} ({len(self)} components): {' | '.join(parts)}"
 
     @_alive_property

@@ -157,12 +157,15 @@ def test_unknown_tags_fail_with_closest_tags():
 IDENTITY = ["tag", "engine", "transient", "components"]
 STATE = ["IDLE", "RUNNING", "HELD", "SUSPENDED", "COMPLETED", "ERRORED", "REMOVED"]
 META = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
+# HTMap 0.6's fields, after ours
+STATE_0_6 = ["held", "errored", "idle", "running", "completed"]
+META_0_6 = ["local_disk_usage", "max_memory_usage", "max_runtime", "total_runtime"]
 
 
 def test_status_machine_formats(finished_maps):
     data = json.loads(ok("status", "--format", "json").stdout)
     assert set(data) == {"fine", "mixed"}
-    assert set(data["mixed"]) == set(IDENTITY + STATE + META)
+    assert set(data["mixed"]) == set(IDENTITY + STATE + META + ["component_status_counts"] + META_0_6)
     assert data["fine"]["COMPLETED"] == 3 and data["fine"]["components"] == 3
     assert (data["mixed"]["COMPLETED"], data["mixed"]["ERRORED"]) == (2, 2)
     assert data["mixed"]["engine"] == "local" and data["mixed"]["transient"] is False
@@ -173,13 +176,13 @@ def test_status_machine_formats(finished_maps):
 
     rows = list(csv.DictReader(io.StringIO(ok("status", "--format", "csv").stdout)))
     assert [r["tag"] for r in rows] == ["fine", "mixed"]
-    assert list(rows[0]) == IDENTITY + STATE + META
+    assert list(rows[0]) == IDENTITY + STATE + META + STATE_0_6 + META_0_6
     assert rows[1]["ERRORED"] == "2" and rows[1]["transient"] == "false"
 
     header = next(csv.reader(io.StringIO(ok("status", "--format", "csv", "--no-state").stdout)))
-    assert header == IDENTITY + META
+    assert header == IDENTITY + META + META_0_6
     header = next(csv.reader(io.StringIO(ok("status", "--format", "csv", "--no-meta").stdout)))
-    assert header == IDENTITY + STATE
+    assert header == IDENTITY + STATE + STATE_0_6
     only = json.loads(ok("status", "mixed", "--format", "json", "--no-meta", "--no-state").stdout)
     assert only == {"mixed": {"tag": "mixed", "engine": "local", "transient": False, "components": 4}}
 

@@ -417,3 +417,29 @@ def test_stdout_and_stderr_commands_wait_for_the_component(tmp_path, monkeypatch
     assert waiting.is_set() and results[0].exit_code == 0, results[0].stderr
     assert run_cli(stream, m.tag, 0, "--timeout", "0").exit_code == 0
 
+
+
+def test_status_json_and_csv_keep_the_fields_of_0_6():
+    import csv
+    import io
+    import json
+
+    m = htmap.starmap(funcs.fail_on, args=[(x,) for x in range(4)], kwargs=[{"bad": 3}] * 4, tag="fields")
+    m.wait(timeout=T, errors_ok=True)
+    for text in (htmap.status_json(), run_cli("status", "--format", "json").stdout):
+        row = json.loads(text)["fields"]
+        assert row["component_status_counts"] == {"held": 0, "errored": 1, "idle": 0, "running": 0, "completed": 3}
+        assert row["max_memory_usage"] == row["max_memory_mb"] * 1024 * 1024
+        assert row["local_disk_usage"] > 0 and row["total_runtime"] >= row["max_runtime"] >= 0
+    for text in (htmap.status_csv(), run_cli("status", "--format", "csv").stdout):
+        (row,) = csv.DictReader(io.StringIO(text))
+        assert (row["completed"], row["errored"], row["held"]) == ("3", "1", "0")
+        assert {"local_disk_usage", "max_memory_usage", "max_runtime", "total_runtime"} <= set(row)
+
+
+def test_maps_sort_by_tag_and_status_reads_as_in_0_6():
+    b = htmap.map(funcs.double, [1], tag="b-map")
+    a = htmap.map(funcs.double, [1, 2], tag="a-map")
+    assert sorted([b, a]) == [a, b] and [m.tag for m in sorted(htmap.load_maps())] == ["a-map", "b-map"]
+    a.wait(timeout=T)
+    assert a.status() == "Map a-map (2 components): HELD = 0 | ERRORED = 0 | IDLE = 0 | RUNNING = 0 | COMPLETED = 2"
