@@ -167,7 +167,7 @@ def _map_html(m: Any, tag: str) -> str:
             STATUS_COLORS[ComponentStatus.ERRORED],
             f"{_plural(len(errored), 'component')} errored ({_components(errored)})",
             _error_hints(m, errored),
-            f"Full reports: {_code(f'm.errors')}, {_code(f'htmap.load({q}).get_err({errored[0]})')} "
+            f"Full reports: {_code('m.errors_so_far')}, {_code(f'htmap.load({q}).get_err({errored[0]})')} "
             f"or {_code(f'htmap errors {tag}')}; run them again with {_code(f'htmap rerun components {tag} ...')}.",
         ))
     if held:

@@ -285,10 +285,6 @@ class MapOutputFiles(Sequence):
         return len(self._map)
 
 
-ComponentLogs = MapStdX  # older names
-OutputFiles = MapOutputFiles
-
-
 class Map(Sequence):
     """A map of a function over inputs; outputs come back in component order."""
 
