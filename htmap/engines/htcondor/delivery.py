@@ -69,7 +69,10 @@ if [ "$1" = "-c" ]; then
 fi
 C="$1"
 shift
-mkdir -p _htmap_transfer _htmap_checkpoint
+mkdir -p _htmap_transfer _htmap_checkpoint "_htmap_user_transfer/$C"
+# every listed output exists from the start: a vacate transfers them to the spool (the checkpoint
+# with them) and back into the restarted job; an empty COMPONENT.out means "no output yet"
+[ -e "$C.out" ] || : > "$C.out"
 {setup}
 PYTHON={shlex.quote(python)}
 export HTMAP_SUBMIT_PYTHON={platform.python_version()}

@@ -25,6 +25,7 @@ Every attempt shows in the event log (EVICTED / HELD / RELEASED), hence in the h
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -48,7 +49,7 @@ INPUTS_DIR = "inputs"
 RESOURCE_KEYS = ("request_memory", "request_disk", "request_cpus")
 CONSUMED_KEYS = frozenset(("max_runtime", "max_retries", "retry_memory_factor", "retry_exceptions"))
 SOURCE_NAME = "func.source.json"
-RESERVED_INPUT_NAMES = frozenset(("runner.py", "func", SOURCE_NAME, WRAPPER_NAME))
+RESERVED_INPUT_NAMES = frozenset(("runner.py", "execution.py", "func", SOURCE_NAME, WRAPPER_NAME))
 _MACRO_SAFE = re.compile(r"[^A-Za-z0-9_]")
 
 
@@ -56,16 +57,44 @@ def classad_string(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def classad_value(value: Any) -> str:
-    """A custom option as a ClassAd literal; strings already in double quotes pass unchanged."""
+def classad_value(key: str, value: Any) -> str:
+    """A custom option as the ClassAd expression it is, as HTMap 0.6 read it: the text after
+    ``=`` in a submit file (``"true"`` a boolean, ``"42"`` an integer, ``'"espresso"'`` a
+    string). Python bool, int and float values become literals. Refuses what does not parse."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    text = str(value)
-    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
-        return text  # HTMap 0.6 users wrote custom_options={"JobFlavour": '"espresso"'}
-    return classad_string(text)
+    text = str(value).strip()
+    check_expression(key, text)
+    return text
+
+
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CLASSAD_LITERALS = frozenset(("true", "false", "undefined", "error"))
+
+
+def check_expression(key: str, text: str) -> None:
+    """Raise ``InvalidOption`` naming ``key`` and the quoting to use unless ``text`` is a ClassAd
+    expression (checked with ``classad2`` where it is installed); warn about a bare word, which is
+    a reference to another attribute, not a string."""
+    quoted = f"""'"{text}"'""" if '"' not in text else repr(text)
+    fix = (f"the value is the text after '=' in a submit file: for the string {text!r} write "
+           f"custom_options={{{key!r}: {quoted}}}; booleans and numbers plainly ('true', '42')")
+    if "\n" in text or not text:
+        raise exceptions.InvalidOption(f"custom_options[{key!r}] = {text!r} is not a ClassAd expression; {fix}")
+    try:
+        import classad2
+    except ImportError:
+        return  # the htcondor engine cannot submit without the bindings anyway
+    try:
+        classad2.ExprTree(text)
+    except Exception as e:
+        raise exceptions.InvalidOption(
+            f"custom_options[{key!r}] = {text!r} is not a ClassAd expression ({e}); {fix}") from None
+    if _BARE_WORD.fullmatch(text) and text.lower() not in _CLASSAD_LITERALS:
+        warnings.warn(f"custom_options[{key!r}] = {text!r} refers to the job attribute {text!r}; it is not "
+                      f"the string {text!r}. If you meant the string, {fix}", UserWarning, stacklevel=2)
 
 
 def descriptor_value(value: Any) -> str:
@@ -182,7 +211,7 @@ class Description:
             per_item("htmap_chunk", (chunks[c][0] for c in components))
         else:
             own_input = str(engine / INPUTS_DIR / "$(component).in")
-        base_inputs = [str(self.runner), str(d / "func"), own_input]
+        base_inputs = [str(self.runner), str(self.runner.with_name("execution.py")), str(d / "func"), own_input]
         base_inputs += self.delivery_inputs
         htmap_files = len(base_inputs)
         if (d / SOURCE_NAME).exists():  # source lines for error reports of script functions
@@ -238,10 +267,10 @@ class Description:
         for key, value in sorted(job.custom.items()):
             if isinstance(value, (list, tuple)):
                 item_key = _item_key("my", key)
-                per_item(item_key, (classad_value(v) for v in (value[c] for c in components)))
+                per_item(item_key, (classad_value(key, v) for v in (value[c] for c in components)))
                 desc[f"MY.{key}"] = f"$({item_key})"
             else:
-                desc[f"MY.{key}"] = classad_value(value)
+                desc[f"MY.{key}"] = classad_value(key, value)
 
         # -- site preset -------------------------------------------------------------
         if self.preset:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -68,6 +69,7 @@ def map_constraint(job: JobSet, components: Optional[Sequence[int]] = None,
 
 class HTCondorEngine(Engine):
     name = "htcondor"
+    acts_settle_later = True  # the job event log shows holds/releases a moment after the schedd did them
 
     def __init__(self, settings: Optional[Dict[str, Any]] = None, scheduler: Optional[bindings.Scheduler] = None,
                  transplant_prefix: Optional[Path] = None):
@@ -98,6 +100,15 @@ class HTCondorEngine(Engine):
 
         return bindings.probe(str(settings.get("HTCONDOR.SCHEDULER", "") or ""),
                               str(settings.get("HTCONDOR.COLLECTOR", "") or ""))
+
+    @classmethod
+    def installed(cls) -> str:
+        # (importing the bindings sets CONDOR_CONFIG=/dev/null where no configuration is found)
+        if os.environ.get("CONDOR_CONFIG", "/dev/null") not in ("/dev/null", "ONLY_ENV"):
+            return "CONDOR_CONFIG is set"
+        if os.path.exists("/etc/condor"):
+            return "/etc/condor exists"
+        return "condor_submit is on PATH" if shutil.which("condor_submit") else ""
 
     def _htmap_dir(self, job: JobSet) -> Path:
         raw = job.settings.get("HTMAP_DIR") or self.settings.get("HTMAP_DIR") or job.directory.parent.parent
