@@ -77,6 +77,27 @@ def test_map_methods_take_the_keywords_of_0_6(name, params):
         assert p in accepted, f"Map.{name} does not take {p}= (HTMap 0.6 did)"
 
 
+# top-level functions and the keyword parameters 0.6 scripts pass
+FUNCTIONS_0_6 = {
+    "map": ["func", "args", "map_options", "tag", "quiet"],
+    "starmap": ["func", "args", "kwargs", "map_options", "tag", "quiet"],
+    "build_map": ["func", "map_options", "tag"], "load": ["tag"], "load_maps": ["pattern"],
+    "remove": ["tag", "not_exist_ok"], "clean": ["all"], "get_tags": ["pattern"],
+    "status": ["maps", "include_state", "include_meta"],
+    "status_json": ["maps", "include_state", "include_meta", "compact"],
+    "status_csv": ["maps", "include_state", "include_meta"],
+    "register_delivery_method": ["name", "descriptors_func", "setup_func"], "mapped": ["map_options"],
+    "transplants": [], "transplant_info": [], "checkpoint": [], "transfer_output_files": [],
+}
+
+
+@pytest.mark.parametrize("name,params", sorted(FUNCTIONS_0_6.items()))
+def test_top_level_functions_take_the_keywords_of_0_6(name, params):
+    accepted = inspect.signature(getattr(htmap, name)).parameters
+    missing = [p for p in params if p not in accepted]
+    assert not missing, f"htmap.{name} does not take {missing} (HTMap 0.6 did)"
+
+
 @pytest.mark.parametrize("name", MAP_PROPERTIES_0_6)
 def test_map_properties_of_0_6_exist(name):
     assert hasattr(htmap.Map, name)
