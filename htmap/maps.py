@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from . import exceptions, jobfiles, mapstore, store
+from . import exceptions, jobfiles, layout, mapstore, store
 from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
@@ -60,7 +60,7 @@ class ComponentLogs:
         self._stream = stream
 
     def _path(self, component: int) -> Path:
-        return self._map._dir / "logs" / f"{component}.{self._stream}"
+        return self._map._job.paths.log(component, self._stream)
 
     def _read(self, component: int) -> Optional[str]:
         try:
@@ -97,7 +97,7 @@ class OutputFiles:
 
     def __getitem__(self, component: int) -> Path:
         self._map._check_component(component)
-        return self._map._dir / "output_files" / str(component)
+        return self._map._job.paths.output_files(component)
 
     def get(self, component: int, timeout: Optional[float] = None) -> Path:
         self._map._wait_finished(component, timeout)
@@ -297,7 +297,7 @@ class Map(Sequence):
 
     # -- outputs ----------------------------------------------------------------
     def _output_path(self, component: int) -> Path:
-        return jobfiles.output_path(self._dir / "outputs", component)
+        return self._job.paths.output(component)
 
     def _error(self, component: int, report: Dict[str, Any]) -> ComponentError:
         return ComponentError(self.tag, component, report, self._state.history.get(component))
@@ -636,18 +636,19 @@ class Map(Sequence):
     def _remove_results(self, components: Sequence[int]) -> None:
         """Delete the outputs and logs of components about to run again. Many: one pass over the
         directories (a rerun of 100,000 components); few: by name."""
-        dirs = [str(self._dir / "outputs"), str(self._dir / "logs")]
+        paths = self._job.paths
         if len(components) > 1000:
             wanted = set(components)
-            for d in dirs:
-                with os.scandir(d) as entries:
-                    for entry in entries:
-                        stem = entry.name.partition(".")[0]
-                        if stem.isdigit() and int(stem) in wanted:
-                            os.unlink(entry.path)
+            for sub in (layout.OUTPUTS, layout.LOGS):
+                for d in paths.iter_component_dirs(sub):
+                    with os.scandir(d) as entries:
+                        for entry in entries:
+                            stem = entry.name.partition(".")[0]
+                            if stem.isdigit() and int(stem) in wanted:
+                                os.unlink(entry.path)
             return
         for c in components:
-            for path in (f"{dirs[0]}/{c}.out", f"{dirs[1]}/{c}.stdout", f"{dirs[1]}/{c}.stderr"):
+            for path in (paths.output(c), paths.log(c, "stdout"), paths.log(c, "stderr")):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:

@@ -192,7 +192,7 @@ def test_real_scheduler_calls_the_bindings_with_the_right_shapes(monkeypatch, ma
     assert calls[0] == ("Schedd", None)
     _, sub, items = calls[1]
     assert isinstance(sub, htcondor2.Submit) and sub["JobBatchName"] == "mymap"
-    assert items == [{"component": "0"}, {"component": "1"}]
+    assert items == [{"component": "0", "htmap_shard": "0/000"}, {"component": "1", "htmap_shard": "0/000"}]
     assert calls[2][1] is htcondor2.JobAction.Vacate and calls[2][3] == ("vacate by htmap", 0)
     assert calls[2][2].startswith("(ClusterId == 77) && ")
     assert calls[3][2:] == ("RequestDisk", "1000")
