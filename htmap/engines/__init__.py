@@ -39,15 +39,51 @@ def probe(names=AUTO_ORDER) -> List[Tuple[str, bool, str]]:
     return out
 
 
-def resolve_name(name: str) -> Tuple[str, str]:
-    """The engine a setting of ``name`` means here, and why."""
+def site_engine(site: Optional[str] = None) -> Optional[str]:
+    """The engine a ``SITE`` preset implies (``cern``: htcondor), or None.
+
+    ``site`` defaults to the ``SITE`` setting."""
+    if site is None:
+        from ..settings import settings
+
+        site = str(settings.get("SITE", "") or "")
+    if not site:
+        return None
+    from .htcondor import sites  # pure data: never imports the bindings
+
+    return sites.site_preset(site).get("engine")
+
+
+def resolve_name(name: str, site: Optional[str] = None) -> Tuple[str, str]:
+    """The engine a setting of ``name`` means here, and why.
+
+    Parameters
+    ----------
+    name
+        The ``ENGINE`` setting: an engine's name, or ``"auto"``.
+    site
+        The ``SITE`` setting (default: read it). A site's preset decides what ``"auto"`` means
+        there: with ``SITE = "cern"`` it is htcondor, so a map never runs on an lxplus login
+        node by accident; set ``ENGINE`` to another engine to override.
+    """
     if name != "auto":
         engine_class(name)  # validates the name
         return name, f"ENGINE is set to {name!r}"
+    implied = site_engine(site)
+    if implied:
+        return implied, f"SITE is {site_name(site)!r}, which implies ENGINE {implied!r} (set ENGINE to override)"
     for engine, ok, why in probe():
         if ok:
             return engine, f"auto: {why}" if why else f"auto: {engine} is available"
     return "local", "auto: no cluster answered"
+
+
+def site_name(site: Optional[str] = None) -> str:
+    if site is None:
+        from ..settings import settings
+
+        site = str(settings.get("SITE", "") or "")
+    return str(site).lower()
 
 
 def make_engine(name: str, settings: Optional[Dict[str, Any]] = None) -> Engine:
@@ -55,4 +91,4 @@ def make_engine(name: str, settings: Optional[Dict[str, Any]] = None) -> Engine:
 
 
 __all__ = ["Action", "ComponentEvent", "Engine", "EventKind", "JobSet", "engine_class", "make_engine",
-           "probe", "resolve_name", "ENGINES"]
+           "probe", "resolve_name", "site_engine", "ENGINES"]
