@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 classad2 = pytest.importorskip("classad2")
 
 import htmap

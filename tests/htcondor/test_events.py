@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 
 from htmap import jobfiles, runner, store
 from htmap.engines.base import EventKind as K

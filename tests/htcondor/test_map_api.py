@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 
 import htmap
 from htmap import jobfiles, runner, store
