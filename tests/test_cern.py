@@ -47,3 +47,28 @@ def test_htmap_dir_on_eos_names_the_eos_submit_schedds(tmp_path):
     assert "/eos/user/j/jdoe/htmap" in message
     assert "EosSubmit" in message and "module load lxbatch/eossubmit" in message  # CERN's EOS schedds
     assert "AFS" in message and "root://eosuser.cern.ch//eos/" in message  # what to do instead
+
+
+def run_sim(seed: int) -> str:
+    """docs/cern.md section 8, verbatim: wrap an external program shipped with fixed_input_files."""
+    import subprocess
+
+    proc = subprocess.run(["bash", "sim.sh", str(seed)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"sim.sh {seed} exited with status {proc.returncode}:\n{proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def test_the_guides_external_program_recipe_runs(tmp_path, monkeypatch):
+    guide = (Path(__file__).resolve().parents[1] / "docs" / "cern.md").read_text()
+    assert 'proc = subprocess.run(["bash", "sim.sh", str(seed)], capture_output=True, text=True)' in guide
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sim.sh").write_text('if [ "$1" = 2 ]; then echo "no convergence" >&2; exit 3; fi\necho "result $1"\n')
+    m = htmap.map(run_sim, range(3), tag="sim",
+                  map_options=htmap.MapOptions(fixed_input_files=["sim.sh"], max_runtime=2 * 3600))
+    m.wait(timeout=60, errors_ok=True)
+    assert m.get(0) == "result 0\n" and m.get(1) == "result 1\n"
+    (error,) = m.errors
+    assert error.component == 2
+    report = "\n".join(m.error_reports())
+    assert "exited with status 3" in report and "no convergence" in report
