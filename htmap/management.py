@@ -12,11 +12,39 @@ from .state import ComponentStatus
 
 
 def load(tag: str) -> Map:
+    """Load the map with this tag.
+
+    Parameters
+    ----------
+    tag : str
+        The map's tag.
+
+    Returns
+    -------
+    Map
+        The map (the same object each time within one process).
+
+    Raises
+    ------
+    htmap.exceptions.TagNotFound
+        If no map has this tag.
+    """
     return Map.load(tag)
 
 
 def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
-    """Tags of existing maps, optionally filtered by a glob pattern."""
+    """The tags of the existing maps.
+
+    Parameters
+    ----------
+    pattern : str, optional
+        A glob pattern (``"sim-*"``); only matching tags are returned.
+
+    Returns
+    -------
+    tuple of str
+        The tags.
+    """
     found = mapstore.matching_tags(pattern) if pattern else mapstore.all_tags()
     return tuple(t for t in found if _published(t))
 
@@ -28,6 +56,18 @@ def _published(tag: str) -> bool:
 
 
 def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
+    """Load every existing map, or those whose tags match a pattern.
+
+    Parameters
+    ----------
+    pattern : str, optional
+        A glob pattern (``"sim-*"``); only maps with matching tags are loaded.
+
+    Returns
+    -------
+    tuple of Map
+        The maps.
+    """
     maps = []
     for tag in get_tags(pattern):
         try:
@@ -38,6 +78,22 @@ def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
 
 
 def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
+    """Remove the map with this tag: stop its components and delete all its files.
+
+    Parameters
+    ----------
+    tag : str
+        The map's tag.
+    not_exist_ok : bool, optional
+        Do nothing if no map has this tag (the default); with ``False``, raise instead.
+    force : bool, optional
+        Delete the files even if the map's engine could not be told to stop the components.
+
+    Raises
+    ------
+    htmap.exceptions.TagNotFound
+        If no map has this tag and ``not_exist_ok`` is ``False``.
+    """
     try:
         m = Map.load(tag)
     except exceptions.TagNotFound:
@@ -48,7 +104,22 @@ def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
 
 
 def clean(all: bool = False, force: bool = False) -> List[str]:
-    """Remove transient maps (every map with ``all=True``); returns the removed tags."""
+    """Remove the transient maps (those created without a tag), or every map.
+
+    Also deletes what maps whose creation was interrupted left behind.
+
+    Parameters
+    ----------
+    all : bool, optional
+        Remove every map, not only the transient ones. Default ``False``.
+    force : bool, optional
+        Delete map files even if an engine could not be told to stop the components.
+
+    Returns
+    -------
+    list of str
+        The tags of the removed maps.
+    """
     removed = []
     for m in load_maps():
         if all or m.is_transient:
@@ -158,21 +229,68 @@ def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include
 
 
 def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
-    """A table of every map's status."""
+    """A table of the maps' status, as ``htmap status`` prints it.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+
+    Returns
+    -------
+    str
+        The table: one row per map.
+    """
     table = status_cells(status_rows(maps, include_state, include_meta), include_state, include_meta)
     return "\n".join(aligned_table(table, [False] + [True] * (len(table[0]) - 1)))
 
 
 def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,
                 compact: bool = False) -> str:
-    """``{tag: row}`` as JSON; keys as in ``status_rows``."""
+    """The maps' status as JSON.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+    compact : bool, optional
+        One line without spaces instead of indented JSON. Default ``False``.
+
+    Returns
+    -------
+    str
+        A JSON object ``{tag: {column: value}}``, keys sorted.
+    """
     rows = status_rows(maps, include_state, include_meta)
     return json.dumps({r["tag"]: r for r in rows}, indent=None if compact else 2, sort_keys=True,
                       separators=(",", ":") if compact else None)
 
 
 def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
-    """One CSV row per map; booleans as ``true``/``false``."""
+    """The maps' status as CSV, one row per map after a header; booleans are ``true``/``false``.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+
+    Returns
+    -------
+    str
+        The CSV text.
+    """
     rows = status_rows(maps, include_state, include_meta)
     out = io.StringIO()
     fields = ["tag", "components"] + (STATUS_COLUMNS if include_state else []) + (

@@ -57,14 +57,24 @@ def site_engine(site: Optional[str] = None) -> Optional[str]:
 def resolve_name(name: str, site: Optional[str] = None) -> Tuple[str, str]:
     """The engine a setting of ``name`` means here, and why.
 
+    With a ``SITE`` whose preset names an engine, ``auto`` means that engine (``cern``:
+    htcondor, so a map never runs on an lxplus login node by accident); set ``ENGINE`` to
+    another engine to override. Otherwise ``auto`` takes the first usable engine of
+    ``AUTO_ORDER``; it chooses local only where no cluster is installed, and raises
+    ``EngineUnavailable`` (with the reasons and both fixes) where one is installed but cannot
+    be used.
+
     Parameters
     ----------
     name
         The ``ENGINE`` setting: an engine's name, or ``"auto"``.
     site
-        The ``SITE`` setting (default: read it). A site's preset decides what ``"auto"`` means
-        there: with ``SITE = "cern"`` it is htcondor, so a map never runs on an lxplus login
-        node by accident; set ``ENGINE`` to another engine to override.
+        The ``SITE`` setting (default: read it from ``htmap.settings``).
+
+    Returns
+    -------
+    tuple of (str, str)
+        The engine's name and a sentence saying why (``htmap info`` shows it).
     """
     if name != "auto":
         engine_class(name)  # validates the name
@@ -72,10 +82,34 @@ def resolve_name(name: str, site: Optional[str] = None) -> Tuple[str, str]:
     implied = site_engine(site)
     if implied:
         return implied, f"SITE is {site_name(site)!r}, which implies ENGINE {implied!r} (set ENGINE to override)"
-    for engine, ok, why in probe():
+    unusable = []
+    for engine, ok, why in probe(AUTO_ORDER[:-1]):
         if ok:
             return engine, f"auto: {why}" if why else f"auto: {engine} is available"
-    return "local", "auto: no cluster answered"
+        found = _installed(engine)
+        if found:
+            unusable.append(f"{engine} is installed here ({found}) but cannot be used: {why}")
+    if unusable:
+        raise exceptions.EngineUnavailable(
+            "ENGINE is 'auto' and a cluster is installed here, but " + "; and ".join(unusable)
+            + ". htmap does not run a cluster's work on this machine without being told to. Either make the "
+            "cluster usable (for HTCondor: install the bindings with " + _htcondor_install_hint()
+            + " and check that condor_q answers), or choose an engine explicitly: "
+            "htmap.settings['ENGINE'] = 'local' (or 'htmap set ENGINE local') to run on this machine")
+    return "local", "auto: no cluster is installed here"
+
+
+def _installed(name: str) -> str:
+    try:
+        return engine_class(name).installed()
+    except ImportError:
+        return ""
+
+
+def _htcondor_install_hint() -> str:
+    from .htcondor.bindings import INSTALL_HINT
+
+    return INSTALL_HINT
 
 
 def site_name(site: Optional[str] = None) -> str:
