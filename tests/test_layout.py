@@ -129,6 +129,9 @@ def flatten(m) -> None:
             for entry in (d / "sharded" / leaf.relative_to(top)).iterdir():
                 os.rename(entry, top / entry.name)
         shutil.rmtree(d / "sharded")
+    job_script = d / "engine" / "slurm" / "job.py"  # the Slurm engine's, written at the first submit
+    if job_script.exists():
+        job_script.write_text(job_script.read_text().replace("'sharded': True, ", ""))
     fields = mapstore.read_job(d)
     del fields["layout"]
     with open(d / "job.pkl", "wb") as f:
