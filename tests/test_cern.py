@@ -31,10 +31,20 @@ def test_site_cern_implies_htcondor_only_while_the_engine_is_not_chosen():
     assert m.engine == "local" and list(m.iter(timeout=60)) == [2, 4]
 
 
-def test_without_a_site_auto_probes():
+def test_without_a_site_auto_probes(monkeypatch):
+    probed = []
+
+    def probe(names=engines.AUTO_ORDER):
+        probed.extend(names)
+        return [(name, name == "slurm", "stand-in") for name in names]
+
+    monkeypatch.setattr(engines, "probe", probe)
     htmap.settings["SITE"] = ""
     assert engines.site_engine() is None
-    assert "SITE" not in engines.resolve_name("auto")[1]
+    assert engines.resolve_name("auto") == ("slurm", "auto: stand-in") and probed
+    htmap.settings["SITE"] = "cern"
+    probed.clear()
+    assert engines.resolve_name("auto")[0] == "htcondor" and not probed  # the site decides, nothing probed
 
 
 def test_htmap_dir_on_eos_names_the_eos_submit_schedds(tmp_path):
