@@ -21,7 +21,7 @@ OK, ERR = runner.OK, runner.ERR
 
 def layout(directory: Path) -> None:
     """Create the sub-directories every engine relies on."""
-    for sub in ("inputs", "outputs", "logs", "engine"):
+    for sub in ("inputs", "outputs", "logs", "output_files", "engine"):
         store.make_dir(directory / sub)
 
 
@@ -123,6 +123,8 @@ def iter_inputs(inputs_dir: Path) -> Iterable[Tuple[Tuple, Dict[str, Any]]]:
 
 
 def output_path(outputs_dir: Path, component: int) -> Path:
+    """The output file of ``component`` in a *flat* directory (the runner's scratch output);
+    a map's outputs are at ``JobSet.paths.output(component)`` (``htmap.layout``)."""
     return outputs_dir / f"{component}.out"
 
 
@@ -155,11 +157,12 @@ def read_output(path: Path) -> Tuple[str, Any]:
     raise exceptions.InvalidOutputStatus(f"{path} is not an htmap output file")
 
 
-def write_failure(outputs_dir: Path, component: int, message: str, stderr_tail: str = "") -> None:
-    """Record a component that died without output, as an error report (engines use this)."""
+def write_failure(output: Path, component: int, message: str, stderr_tail: str = "") -> None:
+    """Record a component that died without output, as an error report at ``output`` (its
+    output file, ``JobSet.paths.output(component)``); engines use this."""
     report = runner.error_report(component, "failure", message, stderr_tail=stderr_tail)
     report["node_info"]["note"] = "recorded by the engine, not on the execute node"
-    store.write_bytes_atomic(output_path(outputs_dir, component), ERR + pickle.dumps(report, protocol=4))
+    store.write_bytes_atomic(output, ERR + pickle.dumps(report, protocol=4))
 
 
 def tail(path: Path, nbytes: int = runner.TAIL_BYTES) -> str:

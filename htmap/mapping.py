@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
-from . import delivery, engines, exceptions, jobfiles, mapstore, store, tags, transfer
+from . import delivery, engines, exceptions, jobfiles, layout, mapstore, store, tags, transfer
 from .engines import JobSet
 from .maps import Map
 from .options import MapOptions, resolve
@@ -423,7 +423,9 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
             fixed_input_files=fixed_files,
             input_files=_per_component_files(options.input_files, arg_files, fixed_files, n),
             output_remaps=_per_component_remaps(options.output_remaps, n),
+            layout=layout.CURRENT,
         )
+        layout.Layout(building).make_dirs(range(n))
         engine = engines.make_engine(engine_name, job_fields["settings"])
         engine.check(JobSet(directory=final, **job_fields))
         mapstore.write_job(building, job_fields)

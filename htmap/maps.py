@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import exceptions, jobfiles, mapstore, store, tags
+from . import exceptions, jobfiles, layout, mapstore, store, tags
 from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
@@ -124,7 +124,7 @@ class MapStdX(Sequence):
         return self._map
 
     def _path(self, component: int) -> Path:
-        return self._map._dir / "logs" / f"{component}.{self._stream}"
+        return self._map._job.paths.log(component, self._stream)
 
     def _read(self, component: int) -> Optional[str]:
         try:
@@ -290,7 +290,7 @@ class MapOutputFiles(Sequence):
 
     def __getitem__(self, component: int) -> Path:  # type: ignore[override]
         self._map._check_component(component)
-        return self._map._dir / "output_files" / str(component)
+        return self._map._job.paths.output_files(component)
 
     def get(self, component: int, timeout: Timeout = None) -> Path:
         """The directory of one component's output files, once the component has finished.
@@ -627,7 +627,7 @@ class Map(Sequence):
 
     # -- outputs ----------------------------------------------------------------
     def _output_path(self, component: int) -> Path:
-        return jobfiles.output_path(self._dir / "outputs", component)
+        return self._job.paths.output(component)
 
     def _error(self, component: int, report: Dict[str, Any]) -> ComponentError:
         return ComponentError(self.tag, component, report, self._state.history.get(component))
@@ -1331,19 +1331,20 @@ class Map(Sequence):
     def _remove_results(self, components: Sequence[int]) -> None:
         """Delete the outputs and logs of components about to run again. Many: one pass over the
         directories (a rerun of 100,000 components); few: by name."""
-        dirs = [str(self._dir / "outputs"), str(self._dir / "logs")]
+        paths = self._job.paths
         if len(components) > 1000:
             wanted = set(components)
-            for d in dirs:
-                with os.scandir(d) as entries:
-                    for entry in entries:
-                        stem = entry.name.partition(".")[0]
-                        if stem.isdigit() and int(stem) in wanted:
-                            os.unlink(entry.path)
+            for sub in (layout.OUTPUTS, layout.LOGS):
+                for d in paths.iter_component_dirs(sub):
+                    with os.scandir(d) as entries:
+                        for entry in entries:
+                            stem = entry.name.partition(".")[0]
+                            if stem.isdigit() and int(stem) in wanted:
+                                os.unlink(entry.path)
             self._remove_output_files(wanted)
             return
         for c in components:
-            for path in (f"{dirs[0]}/{c}.out", f"{dirs[1]}/{c}.stdout", f"{dirs[1]}/{c}.stderr"):
+            for path in (paths.output(c), paths.log(c, "stdout"), paths.log(c, "stderr")):
                 try:
                     os.unlink(path)
                 except FileNotFoundError:
@@ -1352,14 +1353,9 @@ class Map(Sequence):
 
     def _remove_output_files(self, components) -> None:
         """Delete earlier output files, so a stale file never looks like a fresh result."""
-        root = self._dir / "output_files"
-        if not root.exists():
-            return
-        wanted = {str(c) for c in components}
-        with os.scandir(root) as entries:
-            for entry in entries:
-                if entry.name in wanted:
-                    shutil.rmtree(entry.path, ignore_errors=True)
+        paths = self._job.paths
+        for c in components:
+            shutil.rmtree(paths.output_files(c), ignore_errors=True)
 
     @_alive
     def retag(self, new_tag: str) -> None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from . import exceptions, settings as settings_module, store, tags
+from . import exceptions, layout, settings as settings_module, store, tags
 
 
 def root() -> Path:
@@ -165,8 +165,11 @@ def write_job(directory: Path, job_fields: Dict[str, Any]) -> None:
 
 
 def read_job(directory: Path) -> Dict[str, Any]:
+    """The stored job fields; maps written before sharding get ``layout`` ``FLAT``."""
     with open(directory / "job.pkl", "rb") as f:
-        return pickle.load(f)
+        fields = pickle.load(f)
+    fields["layout"] = layout.version_of(fields)
+    return fields
 
 
 def closest_tags(tag: str, n: int = 3) -> List[str]:

@@ -1,6 +1,6 @@
 """A picture of a map's life: each component's time idle and running, and a histogram of run times.
 
-matplotlib is an optional extra: ``pip install 'htmap[plot]'``.
+matplotlib is an optional extra: htmap-ng's ``plot`` extra (``htmap.install.hint("plot")``).
 """
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
 
-from . import exceptions
+from . import exceptions, install
 from .html import STATUS_COLORS
 from .state import STATUSES, ComponentStatus
 
-INSTALL_HINT = "pip install 'htmap[plot]'"
+INSTALL_HINT = install.hint("plot")
 IDLE_COLOR = "#d9d9d9"
 DEFAULT_MAX_COMPONENTS = 1000  # rows drawn; bigger maps are sampled evenly
 

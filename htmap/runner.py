@@ -32,6 +32,23 @@ TAIL_BYTES = 4000
 CHECKPOINT_DIR = "_htmap_checkpoint"
 TRANSFER_DIR = "_htmap_transfer"
 HELPERS_FILE = "execution.py"  # htmap/execution.py, shipped beside the runner to nodes without htmap
+SHARD_SIZE = 1000  # components per leaf directory of a sharded map (see htmap/layout.py)
+
+
+def shard(component):
+    """The sub-path of a per-component directory that holds ``component``'s entries.
+
+    ``"0/012"`` for component 12345: at most SHARD_SIZE components per leaf directory and
+    SHARD_SIZE leaf directories per middle one, so no directory outgrows AFS's limits.
+    Defined here because the runner is the one file every execute node has."""
+    return "%d/%03d" % (component // (SHARD_SIZE * SHARD_SIZE), component // SHARD_SIZE % SHARD_SIZE)
+
+
+def component_dir(base, component, sharded=True):
+    """The directory under ``base`` where ``component``'s entry lives (``base`` itself for old,
+    unsharded maps)."""
+    return os.path.join(base, shard(component)) if sharded else base
+
 
 try:
     import cloudpickle

@@ -76,7 +76,7 @@ def test_rerun_of_many_components_removes_their_old_results_first(tmp_path):
     m.wait(timeout=T)
     release.unlink()  # the second runs wait
     m.rerun()
-    assert not [p for p in (m._dir / "outputs").iterdir() if p.name.endswith(".out")]
+    assert not [p for p in (m._dir / "outputs").rglob("*.out")]
     try:
         m[n - 1]
         raise AssertionError("an old result is still readable after rerun")

@@ -87,9 +87,9 @@ def test_vacate_resumes_from_checkpoint(gate):
     markers, release = gate
     m = htmap.starmap(funcs.counting_checkpoint, args=[(str(markers), str(release))], tag="ckpt")
     wait_until(lambda: markers_in(markers, "resumed-at-0"), T, message="first start")
-    wait_until(lambda: (m._dir / "engine" / "checkpoints" / "0" / "progress.txt").exists(), T,
+    wait_until(lambda: (m._job.paths.checkpoint(0) / "progress.txt").exists(), T,
                message="a checkpoint")
-    wait_until(lambda: (m._dir / "engine" / "checkpoints" / "0" / "progress.txt").read_text() == "2", T,
+    wait_until(lambda: (m._job.paths.checkpoint(0) / "progress.txt").read_text() == "2", T,
                message="checkpoint at step 2")
     m.vacate()
     wait_until(lambda: markers_in(markers, "resumed-at-2"), T, message="restart from the checkpoint")
@@ -97,14 +97,14 @@ def test_vacate_resumes_from_checkpoint(gate):
     assert m.get(0, timeout=T) == 5
     assert len(markers_in(markers, "resumed-at-2")) == 1  # restarted once, not twice
     assert any(kind == "evicted" for _, kind, _ in m._state.history[0])
-    assert not (m._dir / "engine" / "checkpoints" / "0").exists()  # finished: checkpoint dropped
+    assert not m._job.paths.checkpoint(0).exists()  # finished: checkpoint dropped
     assert not (m.output_files[0] / "progress.txt").exists()  # and not returned as an output
 
 
 def test_checkpoint_survives_supervisor_kill(gate, isolated_htmap):
     markers, release = gate
     m = htmap.starmap(funcs.counting_checkpoint, args=[(str(markers), str(release))], tag="ckpt-kill")
-    ck = m._dir / "engine" / "checkpoints" / "0" / "progress.txt"
+    ck = m._job.paths.checkpoint(0) / "progress.txt"
     wait_until(lambda: ck.exists() and ck.read_text() == "2", T, message="checkpoint at step 2")
     supervisors = supervisor_pids(isolated_htmap)
     workers = [w for pid in supervisors for w in processes.descendants(pid)]

@@ -85,7 +85,8 @@ def test_kill_9_supervisor_mid_map_recovers_every_component_exactly_once(isolate
     assert m.component_statuses == [ComponentStatus.COMPLETED] * n
     history = m._state.history
     assert any("supervisor stopped" in reason for c in first_workers for _, _, reason in history.get(c, []))
-    assert not [p for p in (m._dir / "outputs").iterdir() if not p.name.endswith(".out")], "temp files left"
+    assert not [p for p in (m._dir / "outputs").rglob("*") if p.is_file() and not p.name.endswith(".out")], \
+        "temp files left"
 
 
 def test_kill_9_worker_mid_component_errors_it_with_a_reason(tmp_path):

@@ -131,7 +131,7 @@ def test_full_disk_while_writing_an_output(isolated_htmap):
     (report,) = m.error_reports()
     assert "could not write the output of component 0" in report
     assert "File too large" in report and "free space there" in report
-    assert not [p.name for p in (m._dir / "outputs").iterdir() if ".tmp" in p.name]  # no partial file kept
+    assert not [p.name for p in (m._dir / "outputs").rglob("*") if ".tmp" in p.name]  # no partial file kept
     # with space again (a supervisor without the limit), a rerun writes the whole result
     for pid in supervisor_pids(isolated_htmap):
         os.kill(pid, signal.SIGKILL)
@@ -199,7 +199,7 @@ def test_full_disk_while_components_finish_they_wait_and_run_again(small_disk, t
     # run twice each: not again and again while the disk was full
     assert sorted(p.name for p in markers.iterdir()) == ["run-0-0", "run-0-1", "run-1-0", "run-1-1"]
     assert supervisor[0] in supervisor_pids(htmap_dir)
-    leftovers = [p.name for d in ("outputs", "logs") for p in (m._dir / d).iterdir() if ".tmp" in p.name]
+    leftovers = [p.name for d in ("outputs", "logs") for p in (m._dir / d).rglob("*") if ".tmp" in p.name]
     assert leftovers == []
     events = (m._dir / "engine" / "events").read_text()
     assert events.endswith("\n") and all(len(line.split(" ", 3)) >= 3 for line in events.splitlines())

@@ -39,15 +39,49 @@ def probe(names=AUTO_ORDER) -> List[Tuple[str, bool, str]]:
     return out
 
 
-def resolve_name(name: str) -> Tuple[str, str]:
+def site_engine(site: Optional[str] = None) -> Optional[str]:
+    """The engine a ``SITE`` preset implies (``cern``: htcondor), or None.
+
+    ``site`` defaults to the ``SITE`` setting."""
+    if site is None:
+        from ..settings import settings
+
+        site = str(settings.get("SITE", "") or "")
+    if not site:
+        return None
+    from .htcondor import sites  # pure data: never imports the bindings
+
+    return sites.site_preset(site).get("engine")
+
+
+def resolve_name(name: str, site: Optional[str] = None) -> Tuple[str, str]:
     """The engine a setting of ``name`` means here, and why.
 
-    ``auto`` takes the first usable engine of ``AUTO_ORDER``; it chooses local only where no
-    cluster is installed, and raises ``EngineUnavailable`` (with the reasons and both fixes)
-    where one is installed but cannot be used."""
+    With a ``SITE`` whose preset names an engine, ``auto`` means that engine (``cern``:
+    htcondor, so a map never runs on an lxplus login node by accident); set ``ENGINE`` to
+    another engine to override. Otherwise ``auto`` takes the first usable engine of
+    ``AUTO_ORDER``; it chooses local only where no cluster is installed, and raises
+    ``EngineUnavailable`` (with the reasons and both fixes) where one is installed but cannot
+    be used.
+
+    Parameters
+    ----------
+    name
+        The ``ENGINE`` setting: an engine's name, or ``"auto"``.
+    site
+        The ``SITE`` setting (default: read it from ``htmap.settings``).
+
+    Returns
+    -------
+    tuple of (str, str)
+        The engine's name and a sentence saying why (``htmap info`` shows it).
+    """
     if name != "auto":
         engine_class(name)  # validates the name
         return name, f"ENGINE is set to {name!r}"
+    implied = site_engine(site)
+    if implied:
+        return implied, f"SITE is {site_name(site)!r}, which implies ENGINE {implied!r} (set ENGINE to override)"
     unusable = []
     for engine, ok, why in probe(AUTO_ORDER[:-1]):
         if ok:
@@ -78,9 +112,17 @@ def _htcondor_install_hint() -> str:
     return INSTALL_HINT
 
 
+def site_name(site: Optional[str] = None) -> str:
+    if site is None:
+        from ..settings import settings
+
+        site = str(settings.get("SITE", "") or "")
+    return str(site).lower()
+
+
 def make_engine(name: str, settings: Optional[Dict[str, Any]] = None) -> Engine:
     return engine_class(name)(settings)
 
 
 __all__ = ["Action", "ComponentEvent", "Engine", "EventKind", "JobSet", "engine_class", "make_engine",
-           "probe", "resolve_name", "ENGINES"]
+           "probe", "resolve_name", "site_engine", "ENGINES"]

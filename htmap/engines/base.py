@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from .. import layout as layout_module
+
 
 class EventKind(str, enum.Enum):
     """What can happen to a component, in every engine's terms."""
@@ -64,7 +66,11 @@ class JobSet:
         inputs/index    little-endian uint64 offsets, num_components + 1 of them
         outputs/        the runner writes <component>.out here
         logs/           <component>.stdout / <component>.stderr
+        output_files/   <component>/: files the component sent back
         engine/         private to the engine (its own state files)
+
+    Per-component entries sit in shard sub-directories (``outputs/0/012/12345.out``) for
+    maps of ``layout`` ``SHARDED``; ``paths`` (an ``htmap.layout.Layout``) computes them.
 
     Map options arrive resolved: ``fixed`` apply to all components, ``per_component``
     are lists of length ``num_components``. The core normalizes the resource keys:
@@ -87,6 +93,12 @@ class JobSet:
     fixed_input_files: List[str] = field(default_factory=list)
     input_files: Optional[List[List[str]]] = None  # one list per component
     output_remaps: Optional[List[Dict[str, str]]] = None  # one {name: destination} per component
+    layout: int = layout_module.CURRENT  # maps stored without it are FLAT (see mapstore.read_job)
+
+    @property
+    def paths(self) -> layout_module.Layout:
+        """Where each component's output, logs, output files and checkpoint live."""
+        return layout_module.Layout(self.directory, self.layout)
 
     @property
     def func_path(self) -> Path:
@@ -166,7 +178,7 @@ class Engine(abc.ABC):
         """The file a running component's ``stream`` (stdout or stderr) grows in, or None.
 
         Engines whose jobs write straight into the map's logs (Slurm) need not override this."""
-        return job.logs_dir / f"{component}.{stream}"
+        return job.paths.log(component, stream)
 
     def forget(self, job: JobSet) -> None:
         """Drop any engine-side record of the job set (called when its map is removed)."""

@@ -9,6 +9,7 @@ import pytest
 
 from htmap import jobfiles, store
 from htmap.engines.base import JobSet
+from htmap.layout import CURRENT, Layout
 from htmap.settings import BASE_SETTINGS
 
 # A copy of ../shared/fixtures/htcondor (recorded on a real HTCondor 25 pool), kept in the repo so
@@ -74,6 +75,7 @@ def make_job(tmp_path):
         directory = tmp_path / "htmap" / "maps" / f"uid{counter[0]}"
         store.make_dir(directory)
         jobfiles.layout(directory)
+        Layout(directory, fields.get("layout", CURRENT)).make_dirs(range(len(inputs)))
         jobfiles.write_function(directory, func)
         with jobfiles.InputWriter(directory / "inputs") as writer:
             for x in inputs:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 classad2 = pytest.importorskip("classad2")
 
 from htmap import exceptions
@@ -145,14 +145,14 @@ def test_missing_bindings_clear_error_and_htmap_import_does_not_need_them(make_j
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(Path(__file__).resolve().parents[2]))
     assert out.stdout.strip() == "False", out.stderr
     monkeypatch.setitem(sys.modules, "htcondor2", None)  # as if not installed
-    with pytest.raises(exceptions.EngineUnavailable, match=re.escape("pip install 'htmap[htcondor]'")):
+    with pytest.raises(exceptions.EngineUnavailable, match=re.escape("pip install 'htcondor>=24' (htmap-ng's \"htcondor\" extra")):
         bindings.import_htcondor2()
     ok, why = bindings.probe()
-    assert not ok and "pip install 'htmap[htcondor]'" in why
+    assert not ok and "pip install 'htcondor>=24'" in why and "htmap[" not in why
     job = make_job([1])
-    with pytest.raises(exceptions.EngineUnavailable, match="htmap\\[htcondor\\]"):
+    with pytest.raises(exceptions.EngineUnavailable, match="htmap-ng's \"htcondor\" extra"):
         HTCondorEngine(job.settings).check(job)
-    with pytest.raises(exceptions.EngineUnavailable, match="htmap\\[htcondor\\]"):
+    with pytest.raises(exceptions.EngineUnavailable, match="htmap-ng's \"htcondor\" extra"):
         HTCondorEngine(job.settings).submit(job)
 
 
@@ -187,7 +187,7 @@ def test_real_scheduler_calls_the_bindings_with_the_right_shapes(monkeypatch, ma
     assert calls[0] == ("Schedd", None)
     _, sub, items = calls[1]
     assert isinstance(sub, htcondor2.Submit) and sub["JobBatchName"] == "mymap"
-    assert items == [{"component": "0"}, {"component": "1"}]
+    assert items == [{"component": "0", "htmap_shard": "0/000"}, {"component": "1", "htmap_shard": "0/000"}]
     assert calls[2][1] is htcondor2.JobAction.Vacate and calls[2][3] == ("vacate by htmap", 0)
     assert calls[2][2].startswith("(ClusterId == 77) && ")
     assert calls[3][2:] == ("RequestDisk", "1000")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 classad2 = pytest.importorskip("classad2")
 
 import htmap
@@ -60,30 +60,31 @@ def test_basic_description_is_htmap_shaped_and_accepted(make_job, scheduler):
         "log": f"{e}/events",
         "submit_event_notes": "$(component)",
         "submit_event_notes_attrs": "component",
-        "output": f"{d}/logs/$(component).stdout",
-        "error": f"{d}/logs/$(component).stderr",
+        "output": f"{d}/logs/$(htmap_shard)/$(component).stdout",
+        "error": f"{d}/logs/$(htmap_shard)/$(component).stderr",
         "should_transfer_files": "YES",
         "when_to_transfer_output": "ON_EXIT_OR_EVICT",
-        "initialdir": f"{d}/output_files",
+        "initialdir": f"{d}/output_files/$(htmap_shard)",
         "MY.component": "$(component)",
         "MY.IsHTMapJob": "true",
         "MY.HTMapJobId": f'"{job.job_id}"',
-        "transfer_input_files": f"{jobfiles.runner_path()},{jobfiles.runner_path().with_name('execution.py')},{d}/func,{e}/inputs/$(component).in,{d}/func.source.json",
+        "transfer_input_files": f"{jobfiles.runner_path()},{jobfiles.runner_path().with_name('execution.py')},{d}/func,{e}/inputs/$(htmap_shard)/$(component).in,{d}/func.source.json",
         "transfer_output_files": "$(component).out,_htmap_user_transfer/$(component),_htmap_checkpoint",
-        "transfer_output_remaps": f'"$(component).out={d}/outputs/$(component).out"',
+        "transfer_output_remaps": f'"$(component).out={d}/outputs/$(htmap_shard)/$(component).out"',
         "on_exit_hold": "(ExitBySignal =?= true) || (ExitCode =!= 0 && ExitCode =!= 86)",
         "on_exit_hold_reason": D.Description(job, runner=Path("r"), delivery_descriptors={}, delivery_inputs=[]).build([0])[0]["on_exit_hold_reason"],
         "on_exit_hold_subcode": "ifThenElse(ExitBySignal =?= true, 4, 1)",
     }
     assert desc == expected
-    assert items == [{"component": "0"}, {"component": "1"}, {"component": "2"}]
+    assert items == [{"component": str(c), "htmap_shard": "0/000"} for c in range(3)]
     sub = htcondor2.Submit(desc)  # the real bindings accept it
     assert sub["JobBatchName"] == "mymap"
-    assert "/inputs/1.in," in expand_for(desc, items[1], "transfer_input_files")
-    assert expand_for(desc, items[2], "transfer_output_remaps") == f'"2.out={d}/outputs/2.out"'
+    assert "/inputs/0/000/1.in," in expand_for(desc, items[1], "transfer_input_files")
+    assert expand_for(desc, items[2], "transfer_output_remaps") == f'"2.out={d}/outputs/0/000/2.out"'
+    assert expand_for(desc, items[2], "error") == f"{d}/logs/0/000/2.stderr" == str(job.paths.log(2, "stderr"))
     # per-component input files hold exactly that component's (args, kwargs)
     import cloudpickle
-    assert cloudpickle.loads((job.engine_dir / "inputs" / "2.in").read_bytes()) == ((3,), {})
+    assert cloudpickle.loads(job.paths.engine_input(2, "2.in").read_bytes()) == ((3,), {})
     # the wrapper is executable; the cluster is recorded for the event fold
     assert os.access(job.engine_dir / "htmap_exec.sh", os.X_OK)
     assert '"cluster": 100' in (job.engine_dir / "clusters.json").read_text()
@@ -183,7 +184,7 @@ def run_wrapper(job, component, tmp_path, *args, env=None):
     scratch = tmp_path / f"scratch{component}"
     scratch.mkdir()
     for src in (jobfiles.runner_path(), jobfiles.runner_path().with_name("execution.py"), job.directory / "func",
-                job.engine_dir / "inputs" / f"{component}.in",
+                job.paths.engine_input(component, f"{component}.in"),
                 job.engine_dir / "htmap_exec.sh"):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", str(component), *args], cwd=scratch, capture_output=True,
@@ -415,7 +416,7 @@ def test_transplant_packs_once_per_content_and_runs(make_job, scheduler, tmp_pat
     scratch = tmp_path / "scratch0"
     scratch.mkdir()
     (scratch / changed.name).write_bytes(changed.read_bytes())
-    for src in (jobfiles.runner_path(), job.directory / "func", job.engine_dir / "inputs" / "0.in",
+    for src in (jobfiles.runner_path(), job.directory / "func", job.paths.engine_input(0, "0.in"),
                 job.engine_dir / "htmap_exec.sh"):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=scratch, capture_output=True, text=True, timeout=60,
@@ -521,19 +522,20 @@ def test_large_maps_ship_inputs_in_chunks(make_job, scheduler, tmp_path, monkeyp
     engine = HTCondorEngine(job.settings, scheduler=scheduler)
     engine.submit(job)
     desc, items = submitted(scheduler)
-    files = sorted(p.name for p in (job.engine_dir / "inputs").iterdir())
+    files = sorted(p.name for p in (job.engine_dir / "inputs" / "0" / "000").iterdir())
     assert files == [f"_htmap_chunk_{f}.{ext}" for f in (0, 4, 8) for ext in ("data", "index")]
     assert items[5]["htmap_chunk"] == "_htmap_chunk_4"
     assert expand_for(desc, items[5], "arguments") == '"-c _htmap_chunk_4 4 5"'
     assert expand_for(desc, items[0], "arguments") == "\"-c _htmap_chunk_0 0 0 'r.txt'\""
     tif = expand_for(desc, items[9], "transfer_input_files").split(",")
-    assert tif[3:5] == [f"{job.engine_dir}/inputs/_htmap_chunk_8.data", f"{job.engine_dir}/inputs/_htmap_chunk_8.index"]
+    chunks = f"{job.engine_dir}/inputs/0/000"
+    assert tif[3:5] == [f"{chunks}/_htmap_chunk_8.data", f"{chunks}/_htmap_chunk_8.index"]
     htcondor2.Submit(desc)
     # on the "node": the wrapper takes component 5's input out of its chunk
     scratch = tmp_path / "scratch5"
     scratch.mkdir()
     for src in (jobfiles.runner_path(), job.directory / "func", job.engine_dir / "htmap_exec.sh",
-                job.engine_dir / "inputs" / "_htmap_chunk_4.data", job.engine_dir / "inputs" / "_htmap_chunk_4.index"):
+                job.paths.engine_input(4, "_htmap_chunk_4.data"), job.paths.engine_input(4, "_htmap_chunk_4.index")):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", "-c", "_htmap_chunk_4", "4", "5"], cwd=scratch,
                           capture_output=True, text=True, timeout=60, env=node_env())
@@ -544,7 +546,21 @@ def test_large_maps_ship_inputs_in_chunks(make_job, scheduler, tmp_path, monkeyp
     scheduler.calls.clear()
     engine.submit(job, [5])
     desc, items = submitted(scheduler)
-    assert desc["arguments"] == "$(component)" and (job.engine_dir / "inputs" / "5.in").exists()
+    assert desc["arguments"] == "$(component)" and job.paths.engine_input(5, "5.in").exists()
+
+
+def test_maps_made_before_sharding_keep_flat_paths(make_job, scheduler):
+    """A rerun of a map made before sharding writes where its other components are (issue 13.2)."""
+    from htmap.layout import FLAT
+
+    job = make_job([1, 2], layout=FLAT)
+    HTCondorEngine(job.settings, scheduler=scheduler).submit(job)
+    desc, items = submitted(scheduler)
+    d = str(job.directory)
+    assert items == [{"component": "0"}, {"component": "1"}]
+    assert desc["output"] == f"{d}/logs/$(component).stdout" and desc["initialdir"] == f"{d}/output_files"
+    assert expand_for(desc, items[1], "transfer_output_remaps") == f'"1.out={d}/outputs/1.out"'
+    assert (job.engine_dir / "inputs" / "1.in").exists()
 
 
 def test_custom_options_are_classad_expressions_as_in_htmap_0_6(make_job, scheduler):

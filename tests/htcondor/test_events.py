@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 
 from htmap import jobfiles, runner, store
 from htmap.engines.base import EventKind as K
@@ -36,7 +36,7 @@ def load_fixture(make_job, name, n, outputs=None, record=True, late=False):
                     "late": late, "time": 0.0} for c, comps in CLUSTERS[name].items()]
         (job.engine_dir / "clusters.json").write_text(json.dumps(records))
     for c, kind in (outputs or {}).items():
-        path = jobfiles.output_path(job.outputs_dir, c)
+        path = job.paths.output(c)
         if kind == "OK":
             store.write_bytes_atomic(path, runner.OK + pickle.dumps(c))
         else:
@@ -68,7 +68,7 @@ def test_basic_completed_and_errored_from_outputs(make_job):
     assert kinds_of(events[1:], 1) == [K.SUBMITTED, K.RUNNING, K.ERRORED]
     last = [e for e in events if e.component == 2][-1]
     assert last.kind is K.ERRORED and "exited with status 0 but no output came back" in last.reason
-    assert jobfiles.read_output(jobfiles.output_path(job.outputs_dir, 2))[0] == "ERR"  # a report the user can read
+    assert jobfiles.read_output(job.paths.output(2))[0] == "ERR"  # a report the user can read
     mem = [e.memory_mb for e in events if e.kind is K.RESOURCES and e.component == 1]
     assert mem == [10]
     again, cursor2 = fold(job, cursor)
@@ -77,7 +77,7 @@ def test_basic_completed_and_errored_from_outputs(make_job):
 
 def test_nonzero_exit_hold_reason_and_stderr_tail(make_job):
     job = load_fixture(make_job, "nonzero_exit_hold", 1)
-    store.write_bytes_atomic(job.logs_dir / "0.stderr", b"Traceback...\nhtmap: the runner exited with status 3\n")
+    store.write_bytes_atomic(job.paths.log(0, "stderr"), b"Traceback...\nhtmap: the runner exited with status 3\n")
     events, _ = fold(job)
     held = events[-1]
     assert held.kind is K.HELD and held.code == 3

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need: pip install 'htmap[htcondor]'")
+htcondor2 = pytest.importorskip("htcondor2", reason="the htcondor engine tests need htmap-ng's htcondor extra: pip install 'htcondor>=24'")
 
 import htmap
 from htmap import jobfiles, runner, store
@@ -33,8 +33,8 @@ def test_map_runs_through_the_engine(monkeypatch):
     # what the pool would do: run the wrapper's runner, bring back outputs, write the event log
     job_dir = m._dir
     for c, x in enumerate([1, 2, 3]):
-        data = runner.load_and_run(str(job_dir / "func"), str(job_dir / "engine" / "inputs" / f"{c}.in"), c, str(job_dir))
-        store.write_bytes_atomic(jobfiles.output_path(job_dir / "outputs", c), data)
+        data = runner.load_and_run(str(job_dir / "func"), str(m._job.paths.engine_input(c, f"{c}.in")), c, str(job_dir))
+        store.write_bytes_atomic(m._job.paths.output(c), data)
     shutil.copyfile(FIXTURES / "basic.events", job_dir / "engine" / "events")
     assert list(m) == [2, 4, 6]
     assert m.component_statuses == [htmap.ComponentStatus.COMPLETED] * 3

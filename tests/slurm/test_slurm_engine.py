@@ -170,7 +170,7 @@ def test_vacate_requeues_keeping_working_directory_and_checkpoint(tmp_path, func
     history = m._state.history.get(0, [])
     assert any(kind == "evicted" and "vacated" in reason for _t, kind, reason in history), history
     # a finished component's checkpoint is gone, and is not an output file
-    assert not (m._dir / "engine" / "checkpoints" / "0").exists()
+    assert not m._job.paths.checkpoint(0).exists()
     assert not (m.output_files[0] / "progress").exists()
 
 

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Tuple
 
-from ... import exceptions
+from ... import exceptions, install
 
-INSTALL_HINT = "pip install 'htmap[htcondor]'"
+INSTALL_HINT = install.hint("htcondor")
 PROBE_TIMEOUT = 5.0  # seconds available() waits for a schedd before saying no
 
 

@@ -29,7 +29,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ... import exceptions
+from ... import exceptions, layout
 from ...options import and_requirements
 from ..base import JobSet
 from . import deferred, sites
@@ -184,6 +184,10 @@ class Description:
         job = self.job
         d = job.directory.absolute()
         engine = d / "engine"
+        # per-component directories keep each component in its shard (htmap/layout.py): the
+        # shard travels in the item data as $(htmap_shard); flat for maps made before sharding
+        sharded = job.paths.sharded
+        shard = "$(htmap_shard)/" if sharded else ""
         desc: Dict[str, str] = {
             "universe": "vanilla",
             "executable": str(engine / WRAPPER_NAME),
@@ -193,17 +197,20 @@ class Description:
             "log": str(engine / EVENT_LOG),
             "submit_event_notes": "$(component)",
             "submit_event_notes_attrs": "component",
-            "output": str(d / "logs" / "$(component).stdout"),
-            "error": str(d / "logs" / "$(component).stderr"),
+            "output": f"{d / 'logs'}/{shard}$(component).stdout",
+            "error": f"{d / 'logs'}/{shard}$(component).stderr",
             "should_transfer_files": "YES",
             "when_to_transfer_output": "ON_EXIT_OR_EVICT",
-            "initialdir": str(d / "output_files"),
+            "initialdir": f"{d / 'output_files'}/{shard}".rstrip("/"),
             "MY.component": "$(component)",
             "MY.IsHTMapJob": "true",
             "MY.HTMapJobId": classad_string(job.job_id),
         }
         desc.update(self.delivery_descriptors)  # universe, docker_image, container_image
         items: List[Dict[str, str]] = [{"component": str(c)} for c in components]
+        if sharded:
+            for c, item in zip(components, items):
+                item["htmap_shard"] = layout.shard(c)
 
         def per_item(key: str, values: Iterable[Any]) -> None:
             for item, value in zip(items, values):
@@ -214,11 +221,13 @@ class Description:
 
         # -- files -----------------------------------------------------------------
         if chunks:
-            chunk_path = engine / INPUTS_DIR / "$(htmap_chunk)"
+            chunk_path = f"{engine / INPUTS_DIR}/{'$(htmap_chunk_shard)/' if sharded else ''}$(htmap_chunk)"
             own_input = f"{chunk_path}.data,{chunk_path}.index"
             per_item("htmap_chunk", (chunks[c][0] for c in components))
+            if sharded:  # a chunk lives in the shard of its first component
+                per_item("htmap_chunk_shard", (layout.shard(chunks[c][1]) for c in components))
         else:
-            own_input = str(engine / INPUTS_DIR / "$(component).in")
+            own_input = f"{engine / INPUTS_DIR}/{shard}$(component).in"
         base_inputs = [str(self.runner), str(self.runner.with_name("execution.py")), str(d / "func"), own_input]
         base_inputs += self.delivery_inputs
         htmap_files = len(base_inputs)
@@ -239,7 +248,7 @@ class Description:
         self._check_input_names(base_inputs[htmap_files:] + [f for files in (job.input_files or []) for f in files])
 
         outputs = ["$(component).out", "_htmap_user_transfer/$(component)", "_htmap_checkpoint"]
-        remap_base = f"$(component).out={d / 'outputs' / '$(component).out'}"
+        remap_base = f"$(component).out={d / 'outputs'}/{shard}$(component).out"
         remaps = [job.output_remaps[c] if job.output_remaps is not None else {} for c in components]
         if any(remaps):
             for item, remap in zip(items, remaps):

@@ -190,8 +190,8 @@ class HTCondorEngine(Engine):
         million; the wrapper takes the component's input out of its chunk. Returns
         component -> (chunk name, first component), or None for per-component files.
         """
-        target = job.engine_dir / INPUTS_DIR
-        store.make_dir(target)
+        paths = job.paths  # each file in its component's shard (htmap/layout.py)
+        store.make_dir(job.engine_dir / INPUTS_DIR)
         entry = runner.INDEX_ENTRY
         size = self.chunk_size(job, components)
         chunks: Dict[int, Tuple[str, int]] = {}
@@ -206,17 +206,19 @@ class HTCondorEngine(Engine):
                     first = c - c % size
                     name = f"_htmap_chunk_{first}"
                     chunks[c] = (name, first)
-                    if (target / f"{name}.index").exists():
+                    index_path = paths.engine_input(first, f"{name}.index")
+                    if index_path.exists():
                         continue
+                    store.make_dir(index_path.parent)
                     bounds = offsets(first, min(size, job.num_components - first))
                     data.seek(bounds[0])
-                    store.write_bytes_atomic(target / f"{name}.data", data.read(bounds[-1] - bounds[0]))
-                    store.write_bytes_atomic(target / f"{name}.index",
-                                             b"".join(entry.pack(b - bounds[0]) for b in bounds))
+                    store.write_bytes_atomic(index_path.with_suffix(".data"), data.read(bounds[-1] - bounds[0]))
+                    store.write_bytes_atomic(index_path, b"".join(entry.pack(b - bounds[0]) for b in bounds))
                     continue
-                path = target / f"{c}.in"
+                path = paths.engine_input(c, f"{c}.in")
                 if path.exists():
                     continue
+                store.make_dir(path.parent)
                 start, end = offsets(c, 1)
                 data.seek(start)
                 store.write_bytes_atomic(path, data.read(end - start))
@@ -226,8 +228,7 @@ class HTCondorEngine(Engine):
         components = list(range(job.num_components)) if components is None else sorted(set(components))
         if not components:
             return
-        for sub in ("output_files", "outputs", "logs"):
-            store.make_dir(job.directory / sub)
+        job.paths.make_dirs(components)  # the shadow writes logs and outputs there
         store.make_dir(job.engine_dir)
         chunks = self.write_inputs(job, components)
         desc, items, script = self.build(job, components, chunks)
@@ -276,8 +277,8 @@ class HTCondorEngine(Engine):
             folder = events.Folder(
                 self.htcondor2, clusters, cursor,
                 output_kind=lambda c: _output_kind(job, c),
-                stderr_tail=lambda c: jobfiles.tail(job.logs_dir / f"{c}.stderr", 2000),
-                record_failure=lambda c, why, tail: jobfiles.write_failure(job.outputs_dir, c, why, tail),
+                stderr_tail=lambda c: jobfiles.tail(job.paths.log(c, "stderr"), 2000),
+                record_failure=lambda c, why, tail: jobfiles.write_failure(job.paths.output(c), c, why, tail),
             )
             waiting: Dict[str, List[int]] = {deferred.EDIT_REASON: [], deferred.REMOVE_REASON: []}
             for event in folder.fold(parsed):
@@ -359,7 +360,7 @@ class HTCondorEngine(Engine):
 
 def _output_kind(job: JobSet, component: int) -> Optional[str]:
     try:
-        return jobfiles.output_kind(jobfiles.output_path(job.outputs_dir, component))
+        return jobfiles.output_kind(job.paths.output(component))
     except exceptions.InvalidOutputStatus:
         return None
 

@@ -3,6 +3,7 @@
 ``htmap.settings["SITE"] = "cern"`` (or ``SITE = "cern"`` in ~/.htmaprc) selects one.
 A preset may give:
 
+* ``engine``: what ``ENGINE = "auto"`` (the default) means at this site (``cern``: htcondor);
 * ``delivery``: the delivery method used while DELIVERY_METHOD is left at its default;
 * ``credentials``: used while HTCONDOR.CREDENTIALS is empty (``"kerberos"``: forward the
   user's Kerberos credential through the credd and set ``MY.SendCredential = true``);
@@ -21,9 +22,26 @@ from typing import Any, Dict, Optional
 
 from ... import exceptions
 
+# CERN batch docs (batchdocs.web.cern.ch): the standard schedds share files with the submit side
+# through AFS ("we do not allow EOS FUSE to serve as this filesystem", local/file_xfer_plugin);
+# the experimental EosSubmit schedds (local/eossubmit, `module load lxbatch/eossubmit`) take only
+# jobs whose every file (executable, log, stdout/stderr, inputs, output destinations) is on /eos,
+# reject jobs mixing EOS and other paths, and since November 2025 refuse AFS paths altogether.
+EOS_REFUSAL = (
+    "HTMAP_DIR is {dir}, on EOS. CERN's standard schedds (the default on lxplus) share the job's files "
+    "with lxplus through AFS and do not accept EOS (FUSE) paths for them. CERN's EosSubmit schedds "
+    "(`module load lxbatch/eossubmit`, experimental) are the ones for jobs whose files all live on /eos, "
+    "but htmap does not submit to them: every htmap job also ships htmap's runner from your Python "
+    "installation, and those schedds reject jobs that mix EOS and non-EOS files. Put HTMAP_DIR on AFS, "
+    "e.g. htmap.settings['HTMAP_DIR'] = '/afs/cern.ch/user/<u>/<user>/htmap' (or `htmap set HTMAP_DIR ...`), "
+    "and send large outputs to EOS with output_remaps to root://eosuser.cern.ch//eos/... URLs "
+    "(see docs/cern.md)."
+)
+
 SITES: Dict[str, Dict[str, Any]] = {
     # https://batchdocs.web.cern.ch: JobFlavour classes, Kerberos forwarding, no EOS submission.
     "cern": {
+        "engine": "htcondor",  # what ENGINE "auto" (the default) means with this SITE
         "delivery": "assume",
         "credentials": "kerberos",
         "flavour_attribute": "JobFlavour",
@@ -38,11 +56,7 @@ SITES: Dict[str, Dict[str, Any]] = {
         ),
         "descriptors": {},
         "forbidden_dir_prefixes": (
-            ("/eos/",
-             "HTMAP_DIR is {dir}, on EOS: CERN's schedds cannot write job logs or read job files there "
-             "(the batch documentation forbids submitting from EOS). Put HTMAP_DIR on AFS, e.g. "
-             "htmap.settings['HTMAP_DIR'] = '/afs/cern.ch/user/<u>/<user>/htmap' (or HTMAP_DIR=... in ~/.htmaprc), "
-             "and write large outputs to EOS with output_remaps / root:// URLs instead."),
+            ("/eos/", EOS_REFUSAL),
         ),
     },
 }

@@ -24,7 +24,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any, Deque, Dict, List, Optional, Tuple
 
-from ... import jobfiles, store
+from ... import jobfiles, layout, store
 from . import processes, protocol
 
 NEW, PENDING, RUNNING, HELD, DONE, REMOVED, SUSPENDED, ASSIGNED = range(8)
@@ -54,6 +54,7 @@ class Job:
         self.events_path = self.directory / "engine" / protocol.EVENTS_FILE
         self.overrides_path = self.directory / "engine" / "overrides.json"
         fields = load_job_fields(self.directory)
+        self.paths = layout.Layout(self.directory, layout.version_of(fields))
         self.fixed: Dict[str, Any] = fields.get("fixed", {})
         self.per: Dict[str, List[Any]] = fields.get("per_component", {})
         self.fixed_files: List[str] = fields.get("fixed_input_files") or []
@@ -116,10 +117,9 @@ class Job:
             if new is not None:
                 self.state[first:first + count] = bytes([new]) * count
         now = time.time()
-        outputs = self.directory / "outputs"
         for c, s in enumerate(self.state):
             if s in (RUNNING, SUSPENDED):
-                kind = jobfiles.output_kind(jobfiles.output_path(outputs, c))
+                kind = jobfiles.output_kind(self.paths.output(c))
                 if kind is not None:
                     self.log(now, c, "completed" if kind == "OK" else "errored")
                 else:
@@ -244,7 +244,7 @@ class Worker:
             self.assigned.append((job, c))
             job.state[c] = ASSIGNED
         self.conn.send(("run", job.job_id, str(job.directory), job.sys_path,
-                        [(c, job.run_extras(c)) for c in components]))
+                        [(c, job.run_extras(c)) for c in components], job.paths.sharded))
 
     def cancel(self, job: Job, component: int) -> None:
         """Ask the worker to drop a component it has not started."""
@@ -668,7 +668,7 @@ class Supervisor:
             worker.cancelling.pop((job_id, component), None)
             if kind == "done":  # it ran although it was withdrawn: its result must not show
                 try:
-                    os.unlink(jobfiles.output_path(cancelled.directory / "outputs", component))
+                    os.unlink(cancelled.paths.output(component))
                 except FileNotFoundError:
                     pass
             return
@@ -782,13 +782,12 @@ class Supervisor:
             self.workers.remove(worker)
         job, c = worker.job, worker.component
         if job is not None and c is not None and not worker.stopped_on_purpose and job.state[c] == RUNNING:
-            logs = job.directory / "logs"
             stderr_tail = jobfiles.tail(Path(worker.stderr_path))
             for name in ("stdout", "stderr"):
                 src = Path(worker.capture_dir) / name
                 try:
                     if src.stat().st_size:
-                        store.write_bytes_atomic(logs / f"{c}.{name}", src.read_bytes())
+                        store.write_bytes_atomic(job.paths.log(c, name), src.read_bytes())
                 except OSError as e:  # the map was removed, or the disk is full: go on, the reason matters more
                     say(f"could not keep the {name} of component {c}: {e}")
             message = f"component {c} died without output: {describe_exit(returncode)}"
@@ -803,7 +802,7 @@ class Supervisor:
                 c = None
         if job is not None and c is not None and not worker.stopped_on_purpose and job.state[c] == RUNNING:
             try:
-                jobfiles.write_failure(job.directory / "outputs", c, message, stderr_tail)
+                jobfiles.write_failure(job.paths.output(c), c, message, stderr_tail)
             except OSError as e:  # the map was removed, or the disk is full: the event below still says why
                 say(f"could not record the failure of component {c}: {e}")
             job.log(time.time(), c, "errored", reason=message, runtime=round(time.time() - worker.started, 6))

@@ -204,8 +204,8 @@ def receive(conn, queue, outbox):
         if msg[0] == "exit":
             return False
         if msg[0] == "run":
-            _, job_id, directory, sys_path, items = msg
-            queue.extend((job_id, directory, sys_path, c, extras) for c, extras in items)
+            _, job_id, directory, sys_path, items, sharded = msg
+            queue.extend((job_id, directory, sys_path, c, extras, sharded) for c, extras in items)
         elif msg[0] == "cancel":
             for item in queue:
                 if item[0] == msg[1] and item[3] == msg[2]:
@@ -241,12 +241,12 @@ def place(src, dest):
     shutil.move(src, dest)
 
 
-def collect_outputs(scratch, directory, component, remaps):
-    """Bring ``_htmap_transfer`` back: remapped names to their destinations, the rest to output_files/<i>/."""
+def collect_outputs(scratch, target, remaps):
+    """Bring ``_htmap_transfer`` back: remapped names to their destinations, the rest to ``target``
+    (the component's output_files directory)."""
     transfer = os.path.join(scratch, TRANSFER_DIR)
     if not os.path.isdir(transfer):
         return
-    target = os.path.join(directory, "output_files", str(component))
     for root, dirs, files in os.walk(transfer):
         for name in files:
             src = os.path.join(root, name)
@@ -292,7 +292,11 @@ def main(runner_path, conn_fd):
                 return 0
         except (EOFError, OSError):
             return 0
-        job_id, directory, sys_path, component, extras = queue.popleft()
+        job_id, directory, sys_path, component, extras, sharded = queue.popleft()
+
+        def under(sub):  # component's directory under a per-component directory (htmap/layout.py)
+            return runner.component_dir(os.path.join(directory, sub), component, sharded)
+
         outbox.add(("start", job_id, component, time.time()))
         mark_current(current, job_id, component)
         extras = extras or {}
@@ -308,7 +312,7 @@ def main(runner_path, conn_fd):
                             "component (m.release())" % (missing, component), 13))
                 outbox.flush()
                 continue
-        checkpoint_dir = os.path.join(directory, "engine", "checkpoints", str(component))
+        checkpoint_dir = os.path.join(under(os.path.join("engine", "checkpoints")), str(component))
         os.environ["HTMAP_CHECKPOINT_DIR"] = checkpoint_dir
         entry = cache.get(job_id, directory, sys_path)
         memory.reset()
@@ -323,15 +327,15 @@ def main(runner_path, conn_fd):
         # what the component started and left running ends with it, as a batch job's would
         processes.end_leftovers()
         try:
-            collect_outputs(scratch, directory, component, extras.get("remaps"))
+            collect_outputs(scratch, os.path.join(under("output_files"), str(component)), extras.get("remaps"))
         except OSError as e:
             data = runner.ERR + __import__("pickle").dumps(runner.error_report(
                 component, "failure", "could not bring back the component's output files: %s" % e, scratch=scratch))
-        logs = os.path.join(directory, "logs")
+        logs = under("logs")
         try:
             save_capture(1, os.path.join(logs, "%d.stdout" % component), runner)
             save_capture(2, os.path.join(logs, "%d.stderr" % component), runner)
-            data = runner.write_output_or_failure(os.path.join(directory, "outputs"), component, data,
+            data = runner.write_output_or_failure(under("outputs"), component, data,
                                                   scratch=scratch)
         except OSError as e:
             if e.errno not in runner.NO_ROOM_ERRNOS:

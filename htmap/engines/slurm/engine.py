@@ -21,6 +21,11 @@ number of processes may read a map at once):
                         every engine), restored by the runner
     logs/<array>.log    Slurm's own stdout/stderr of the array (slurmstepd messages)
 
+Every directory above with per-component entries (``<c>...``) and the map's own
+``outputs/``, ``logs/``, ``output_files/`` keep them in shards (``stats/0/012/12345``, see
+``htmap.layout``), so none outgrows AFS's per-directory limit; maps made before sharding
+keep the flat names.
+
 Component state is derived on every poll from (current submission, squeue row, output
 file, end/hold files, actions) and compared with the per-component state kept in the
 cursor; only changes become events. Hold/remove/edit also work after Slurm purged
@@ -44,7 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from ... import exceptions, jobfiles, store
+from ... import exceptions, jobfiles, layout, store
 from ..base import Action, ComponentEvent, Engine, EventKind, JobSet
 from . import commands
 from .commands import SlurmError, SlurmPermissionError, SlurmSubmitError
@@ -53,6 +58,7 @@ from .commands import SlurmError, SlurmPermissionError, SlurmSubmitError
 NONE, IDLE, RUNNING, HELD, SUSPENDED, COMPLETED, ERRORED, REMOVED = range(8)
 FINAL = (COMPLETED, ERRORED, REMOVED)
 
+ENDS, HOLDS = "engine/slurm/ends", "engine/slurm/holds"  # per-component directories listed whole
 POLL_INTERVAL = 0.5  # seconds between squeue calls for one map (SLURM.POLL_INTERVAL)
 OUTPUT_SCAN_INTERVAL = 0.05  # seconds between listings of outputs/
 VISIBILITY_GRACE = 60.0  # a job squeue does not show yet is not lost before this
@@ -250,6 +256,7 @@ class SlurmEngine(Engine):
         self._outputs: Dict[str, Tuple[float, set]] = {}
         self._no_output_since: Dict[Tuple[str, int, str], float] = {}
         self._stats_dir: Optional[Path] = None
+        self._stats_layout: Optional[layout.Layout] = None
         self._ends: Dict[Tuple[str, str], Dict[str, Any]] = {}
         self._last_full: Dict[str, float] = {}
         self._control_waits: Dict[str, Tuple[Action, Dict[str, Dict[str, List[int]]]]] = {}
@@ -305,6 +312,26 @@ class SlurmEngine(Engine):
     def _dir(job: JobSet) -> Path:
         return job.engine_dir / "slurm"
 
+    def _cpath(self, job: JobSet, sub: str, c: int, name: str) -> Path:
+        """A file of component ``c`` in the per-component directory ``engine/slurm/<sub>``, in
+        ``c``'s shard (``htmap.layout``; flat for maps made before sharding)."""
+        return job.paths.component_dir(self._dir(job) / sub, c) / name
+
+    def _write_end(self, job: JobSet, c: int, name: str, fields: Dict[str, Any]) -> None:
+        """Record an outcome decided once (``ends/``), in ``c``'s shard."""
+        path = self._cpath(job, "ends", c, name)
+        store.make_dir(path.parent)
+        store.write_text_atomic(path, json.dumps(fields))
+
+    @staticmethod
+    def _names(job: JobSet, sub: str) -> set:
+        """The names of every entry of a per-component directory (``outputs`` or ``engine/slurm/<sub>``),
+        all shards together (names hold the component number, so they do not collide)."""
+        names: set = set()
+        for directory in job.paths.iter_component_dirs(sub):
+            names.update(_listdir(directory))
+        return names
+
     def _setting(self, job: JobSet, name: str, component: int = 0) -> Optional[str]:
         """partition/account/qos: map option, else settings SLURM.<NAME>."""
         value = job.option(name, component)
@@ -329,6 +356,7 @@ class SlurmEngine(Engine):
                 {"input_files": job.input_files, "output_remaps": job.output_remaps}))
         config = {
             "map_dir": str(job.directory),
+            "sharded": job.paths.sharded,  # per-component files in shards (htmap/layout.py)
             "job_id": job.job_id,
             "runner": str(runner_copy),
             "sys_path": [p for p in sys.path if p],
@@ -532,7 +560,7 @@ class SlurmEngine(Engine):
         cached = self._outputs.get(job.job_id)
         if cached is not None and now - cached[0] < OUTPUT_SCAN_INTERVAL:
             return cached[1]
-        names = set(_listdir(job.outputs_dir))
+        names = self._names(job, layout.OUTPUTS)
         self._outputs[job.job_id] = (now, names)
         return names
 
@@ -568,12 +596,13 @@ class SlurmEngine(Engine):
         pending_outputs = [c for c in todo if f"{c}.out" not in outputs]
         rows = self._poll_rows(job, index, components=pending_outputs) if pending_outputs else {}
         if pending_outputs:
-            outputs = set(_listdir(job.outputs_dir))  # after squeue: an ended task's output is visible
+            outputs = self._names(job, layout.OUTPUTS)  # after squeue: an ended task's output is visible
             self._outputs[job.job_id] = (time.monotonic(), outputs)
         d = self._dir(job)
         self._stats_dir = d / "stats"
-        ends = set(_listdir(d / "ends"))
-        holds = set(_listdir(d / "holds"))
+        self._stats_layout = job.paths
+        ends = self._names(job, ENDS)
+        holds = self._names(job, HOLDS)
         retry: List[Tuple[int, str, Optional[int]]] = []  # (component, reason, memory for the next attempt)
 
         # the first look at a freshly submitted map: one bulk event
@@ -663,7 +692,8 @@ class SlurmEngine(Engine):
             out.append(ComponentEvent(c, EventKind.HELD, now, reason=reason, code=hold_code))
         elif new in (COMPLETED, ERRORED):
             end = t or now
-            stats = _read_json(self._stats_dir / str(c)) if self._stats_dir is not None else None
+            stats = (_read_json(self._stats_layout.component_dir(self._stats_dir, c) / str(c))
+                     if self._stats_dir is not None else None)
             memory = None
             if stats and t is not None and abs(stats.get("start", 0) + stats.get("runtime", 0) - t) < 600:
                 runtime, memory = stats.get("runtime"), stats.get("memory_mb")
@@ -687,7 +717,7 @@ class SlurmEngine(Engine):
         history = sub.history.get(c) or []
         attempt = sub.attempts.get(c, 1)
         if f"{c}.out" in outputs:
-            path = job.outputs_dir / f"{c}.out"
+            path = job.paths.output(c)
             try:
                 kind = jobfiles.output_kind(path)
                 mtime = path.stat().st_mtime
@@ -708,7 +738,7 @@ class SlurmEngine(Engine):
         if end_name in ends:
             end = self._ends.get((job.job_id, end_name))
             if end is None:  # written once, never changed: read once
-                end = self._ends[(job.job_id, end_name)] = _read_json(d / "ends" / end_name) or {}
+                end = self._ends[(job.job_id, end_name)] = _read_json(self._cpath(job, "ends", c, end_name)) or {}
             removed = index.last_act(c, ("remove",), sub.time)
             if removed is not None:
                 return REMOVED, removed.get("reason") or "removed by the user", None, None, None, row
@@ -719,7 +749,7 @@ class SlurmEngine(Engine):
             if removed is not None:
                 return REMOVED, removed.get("reason") or "removed by the user", None, None, None, row
             try:
-                reason = (d / "holds" / hold_name).read_text()
+                reason = self._cpath(job, "holds", c, hold_name).read_text()
             except FileNotFoundError:
                 reason = "an input file is missing"
             return HELD, reason, HOLD_CODE_MISSING_FILE, None, None, row
@@ -764,7 +794,7 @@ class SlurmEngine(Engine):
             if now - first < OUTPUT_GRACE:
                 return RUNNING, None, None, None, None, row
             message = (f"component {c}: its Slurm job {row.job_id} ({arr.array_id}_{row.task}) completed with "
-                       f"exit code 0 but no output appeared in {job.outputs_dir} within {OUTPUT_GRACE:.0f} s")
+                       f"exit code 0 but no output appeared in {job.paths.output(c).parent} within {OUTPUT_GRACE:.0f} s")
             return self._fail(job, index, c, sub, arr, row, message, now)
         return self._fail(job, index, c, sub, arr, row, None, now)
 
@@ -797,7 +827,7 @@ class SlurmEngine(Engine):
                 message += "; its node failed to boot"
             elif state == "DEADLINE":
                 message += "; it reached its deadline"
-            elif row.reason == "JobLaunchFailure" and not (job.logs_dir / f"{c}.stderr").exists():
+            elif row.reason == "JobLaunchFailure" and not job.paths.log(c, "stderr").exists():
                 message += "; Slurm could not launch it (see the Slurm log below)"
         if state in ("TIMEOUT", "OUT_OF_MEMORY"):
             message = f"component {c} " + self._limit_reason(arr, row, state)
@@ -816,15 +846,14 @@ class SlurmEngine(Engine):
             hold_code = HOLD_CODE_TIME if state == "TIMEOUT" else HOLD_CODE_MEMORY
             message += ("; give it more time (max_runtime) with a new map, or make it checkpoint, then m.release()"
                         if state == "TIMEOUT" else "; raise it with m.set_memory(...) and then m.release()")
-            store.write_text_atomic(d / "ends" / end_name, json.dumps(
-                {"code": HELD, "reason": message, "hold_code": hold_code}))
+            self._write_end(job, c, end_name, {"code": HELD, "reason": message, "hold_code": hold_code})
             return HELD, message, hold_code, None, None, row
-        tail = jobfiles.tail(job.logs_dir / f"{c}.stderr")
+        tail = jobfiles.tail(job.paths.log(c, "stderr"))
         slurm_log = self._slurm_log_lines(d, arr, row)
         if slurm_log:
             tail = (tail + "\n" if tail else "") + "--- Slurm ---\n" + slurm_log
         try:
-            jobfiles.write_failure(job.outputs_dir, c, message, tail)
+            jobfiles.write_failure(job.paths.output(c), c, message, tail)
         except FileNotFoundError:
             return None, None, None, None, None, row  # the map was removed
         return ERRORED, message, None, now, None, row
@@ -864,7 +893,9 @@ class SlurmEngine(Engine):
         mine: List[Tuple[int, str, Optional[int]]] = []
         for c, reason, mem in items:
             sub = index.current(c)
-            if store.create_exclusive(d / "claims" / f"{c}-{sub.seq}", reason.encode()):
+            claim = self._cpath(job, "claims", c, f"{c}-{sub.seq}")
+            store.make_dir(claim.parent)
+            if store.create_exclusive(claim, reason.encode()):
                 mine.append((c, reason, mem))
         if not mine:
             return []
@@ -878,9 +909,11 @@ class SlurmEngine(Engine):
             max_retries = int(job.option("max_retries", c) or 0)
             history[c][-1] += f"; retry {attempts[c] - 1} of {max_retries}" + (
                 f" with request_memory {mem} MB" if mem is not None else "")
-            out = jobfiles.output_path(job.outputs_dir, c)
+            out = job.paths.output(c)
+            kept = self._cpath(job, "attempts", c, f"{c}-{sub.seq}.out")
             try:  # keep the failed attempt's report, out of the way
-                os.replace(out, d / "attempts" / f"{c}-{sub.seq}.out")
+                store.make_dir(kept.parent)
+                os.replace(out, kept)
             except FileNotFoundError:
                 pass
         try:
@@ -889,16 +922,16 @@ class SlurmEngine(Engine):
             # the retry itself was refused (e.g. more memory than any node has): end here, saying so
             for c, reason, mem in mine:
                 sub = index.current(c)
-                kept = d / "attempts" / f"{c}-{sub.seq}.out"
+                kept = self._cpath(job, "attempts", c, f"{c}-{sub.seq}.out")
                 message = (f"{'; '.join(history[c])}; the retry could not be submitted: {e}")
                 if kept.exists():
-                    os.replace(kept, jobfiles.output_path(job.outputs_dir, c))
+                    os.replace(kept, job.paths.output(c))
                 elif "OUT_OF_MEMORY" in reason or "TIMEOUT" in reason:
-                    store.write_text_atomic(d / "ends" / f"{c}-{sub.seq}.json", json.dumps(
-                        {"code": HELD, "reason": message,
-                         "hold_code": HOLD_CODE_MEMORY if "OUT_OF_MEMORY" in reason else HOLD_CODE_TIME}))
+                    self._write_end(job, c, f"{c}-{sub.seq}.json", {
+                        "code": HELD, "reason": message,
+                        "hold_code": HOLD_CODE_MEMORY if "OUT_OF_MEMORY" in reason else HOLD_CODE_TIME})
                 else:
-                    jobfiles.write_failure(job.outputs_dir, c, message, jobfiles.tail(job.logs_dir / f"{c}.stderr"))
+                    jobfiles.write_failure(job.paths.output(c), c, message, jobfiles.tail(job.paths.log(c, "stderr")))
             return []
         if memory:
             for mem in sorted(set(memory.values())):
@@ -979,7 +1012,7 @@ class SlurmEngine(Engine):
             self._record_act(job, action="release", components=comp_ranges)
             self._scontrol(["scontrol", "release"], jobs("held"))
             d = self._dir(job)
-            holds, ends = set(_listdir(d / "holds")), set(_listdir(d / "ends"))
+            holds, ends = self._names(job, HOLDS), self._names(job, ENDS)
             comps = range(job.num_components) if components is None else components
             rerun = [int(c) for c in comps if self._held_without_job(job, index, int(c), holds, ends)]
             if rerun:
@@ -1048,8 +1081,8 @@ class SlurmEngine(Engine):
             return True
         if f"{c}-{sub.seq}.json" not in ends:
             return False
-        end = _read_json(self._dir(job) / "ends" / f"{c}-{sub.seq}.json")
-        return bool(end and end.get("code") == HELD) and not jobfiles.output_path(job.outputs_dir, c).exists()
+        end = _read_json(self._cpath(job, "ends", c, f"{c}-{sub.seq}.json"))
+        return bool(end and end.get("code") == HELD) and not job.paths.output(c).exists()
 
     @staticmethod
     def _scontrol(cmd: List[str], job_list: List[str], operator: bool = False) -> None:

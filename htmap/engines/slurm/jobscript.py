@@ -7,6 +7,8 @@ one interpreter start. Usage (by sbatch)::
 
     job.py OFFSET SUBMISSION   # component = OFFSET + SLURM_ARRAY_TASK_ID
 
+Per-component paths below are in the component's shard (``logs/0/012/12345.stdout``,
+``runner.component_dir``, see htmap/layout.py) unless the map predates sharding.
 What it does for one component: stdout/stderr to ``logs/<i>.stdout|stderr``; a
 scratch directory (kept across requeue, so ``_htmap_checkpoint/`` survives); input
 files staged into it (a missing one -> a hold file and exit 0, the engine then holds
@@ -118,20 +120,33 @@ def main(argv):
     component = offset + int(os.environ["SLURM_ARRAY_TASK_ID"])
     mapdir = CONFIG["map_dir"]
     engine_dir = os.path.join(mapdir, "engine", "slurm")
-    _redirect(os.path.join(mapdir, "logs", "%d.stdout" % component), 1)
-    _redirect(os.path.join(mapdir, "logs", "%d.stderr" % component), 2)
+    for entry in reversed(CONFIG.get("sys_path", [])):
+        if entry not in sys.path:
+            sys.path.insert(1, entry)
+    runner = load_runner(CONFIG["runner"])
+    sharded = CONFIG.get("sharded", False)  # maps made before sharding keep flat directories
+
+    def under(*sub):  # component's directory under a per-component directory (htmap/layout.py)
+        path = runner.component_dir(os.path.join(mapdir, *sub), component, sharded)
+        if not os.path.isdir(path):
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        return path
+
+    logs = under("logs")
+    _redirect(os.path.join(logs, "%d.stdout" % component), 1)
+    _redirect(os.path.join(logs, "%d.stderr" % component), 2)
 
     scratch_root = CONFIG.get("scratch_dir")
     if scratch_root:
         scratch = os.path.join(os.path.expandvars(os.path.expanduser(scratch_root)),
                                "htmap-%s-%d" % (CONFIG["job_id"], component))
     else:
-        scratch = os.path.join(engine_dir, "scratch", str(component))
+        scratch = os.path.join(under("engine", "slurm", "scratch"), str(component))
     os.makedirs(scratch, mode=0o700, exist_ok=True)
     os.chdir(scratch)
     # htmap.checkpoint() saves on the shared filesystem (survives a requeue to another node);
     # htmap.transfer_output_files() collects under the scratch directory, whatever the cwd then
-    checkpoints = os.path.join(mapdir, "engine", "checkpoints", str(component))
+    checkpoints = os.path.join(under("engine", "checkpoints"), str(component))
     os.environ["HTMAP_CHECKPOINT_DIR"] = checkpoints
     os.environ["HTMAP_TRANSFER_DIR"] = os.path.join(scratch, TRANSFER_DIR)
 
@@ -146,15 +161,11 @@ def main(argv):
             remaps = files["output_remaps"][component] or {}
     problem = stage(specs, scratch)
     if problem:
-        _write_private(os.path.join(engine_dir, "holds", "%d-%s" % (component, submission)), problem)
+        _write_private(os.path.join(under("engine", "slurm", "holds"), "%d-%s" % (component, submission)), problem)
         sys.stderr.write("htmap: %s\n" % problem)
         return 0
 
-    for entry in reversed(CONFIG.get("sys_path", [])):
-        if entry not in sys.path:
-            sys.path.insert(1, entry)
-    runner = load_runner(CONFIG["runner"])
-    staging = os.path.join(engine_dir, "staging")
+    staging = under("engine", "slurm", "staging")
     started = time.time()
     rc = runner.main([os.path.join(mapdir, "func"), os.path.join(mapdir, "inputs"), str(component), staging])
     runtime = time.time() - started
@@ -166,16 +177,16 @@ def main(argv):
     try:  # peak resident memory of the component (it ran in this process) and its children
         peak_kb = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
                       resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
-        _write_private(os.path.join(engine_dir, "stats", str(component)),
+        _write_private(os.path.join(under("engine", "slurm", "stats"), str(component)),
                        json.dumps({"runtime": round(runtime, 6), "memory_mb": int(peak_kb // 1024), "start": started}))
     except OSError:
         pass
     os.chdir(engine_dir)
     try:
-        transfer_outputs(scratch, os.path.join(mapdir, "output_files", str(component)), remaps)
+        transfer_outputs(scratch, os.path.join(under("output_files"), str(component)), remaps)
     except Exception as e:  # the value is still returned; the missing file is reported
         sys.stderr.write("htmap: could not bring back output files: %s: %s\n" % (type(e).__name__, e))
-    os.replace(staged, os.path.join(mapdir, "outputs", "%d.out" % component))
+    os.replace(staged, os.path.join(under("outputs"), "%d.out" % component))
     shutil.rmtree(scratch, ignore_errors=True)
     for leftover in (checkpoints, checkpoints + ".old", checkpoints + ".new"):
         shutil.rmtree(leftover, ignore_errors=True)  # a finished component's checkpoint is not an output
