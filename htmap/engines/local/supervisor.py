@@ -125,7 +125,8 @@ class Job:
                 else:
                     self.log(now, c, "evicted", reason="htmap's local supervisor stopped while this "
                              "component ran; it runs again")
-        self.pending.extend(c for c, s in enumerate(self.state) if s == PENDING)
+        # log() queued the evicted ones already: rebuild the queue so each waiting component is in it once
+        self.pending = collections.deque(c for c, s in enumerate(self.state) if s == PENDING)
 
     def drop_torn_tail(self, end: int) -> None:
         """A supervisor killed mid-append may leave half a line: cut it before appending."""
@@ -609,11 +610,13 @@ class Supervisor:
                 if worker is None:
                     break
                 batch = [job.pending.popleft()]
+                job.state[c] = ASSIGNED  # a second entry of c in the queue is skipped, never sent twice
                 while cpus == 1 and len(batch) < chunk:
                     nxt = job.peek_pending()
                     if nxt is None or job.cpus(nxt) != 1:
                         break
                     batch.append(job.pending.popleft())
+                    job.state[nxt] = ASSIGNED
                 self.rr += 1
                 worker.send(job, batch)
 
