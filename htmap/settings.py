@@ -19,8 +19,15 @@ else:  # pragma: no cover
 
 from . import store
 
+def absolute_dir(value: Any) -> str:
+    """HTMAP_DIR as an absolute path, fixed when it is read: the supervisor runs in ``/``, and a
+    later ``chdir`` must not move the maps."""
+    return os.path.abspath(os.path.expanduser(str(value)))
+
+
 BASE_SETTINGS: Dict[str, Any] = {
-    "HTMAP_DIR": str(Path.home() / ".htmap"),
+    # as in HTMap 0.6, $HTMAP_DIR at import is the default: settings.replace(BASE_SETTINGS) keeps it
+    "HTMAP_DIR": absolute_dir(os.environ.get("HTMAP_DIR") or Path.home() / ".htmap"),
     "ENGINE": "auto",
     "DELIVERY_METHOD": "assume",
     "SITE": "",
@@ -67,7 +74,7 @@ def settings_from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
         key = name[len(ENV_PREFIX):]
         if key == "DIR":
             key = "HTMAP_DIR"
-        _set_dotted(out, key.replace("__", "."), value if key == "HTMAP_DIR" else parse_scalar(value))
+        _set_dotted(out, key.replace("__", "."), absolute_dir(value) if key == "HTMAP_DIR" else parse_scalar(value))
     return out
 
 
@@ -125,6 +132,8 @@ class Settings:
             return default
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if key == "HTMAP_DIR" and value:
+            value = absolute_dir(value)
         _set_dotted(self.maps[0], key, value)
 
     def __contains__(self, key: str) -> bool:
@@ -226,7 +235,7 @@ settings = build_settings()
 
 
 def htmap_dir() -> Path:
-    return Path(os.path.expanduser(str(settings["HTMAP_DIR"])))
+    return Path(absolute_dir(settings["HTMAP_DIR"]))
 
 
 def reset_for_tests() -> None:

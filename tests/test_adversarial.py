@@ -54,3 +54,55 @@ def test_after_a_supervisor_kill_each_running_component_runs_at_most_once_more(i
     assert {c: k for c, k in counts.items() if c not in running and k != 1} == {}
     assert len(counts) == n
     assert list(m) == [10 * i for i in range(n)]
+
+
+def child_env(tmp_path: Path, **extra: str) -> dict:
+    """An environment for a child Python: this checkout importable, a private HOME, a quick supervisor."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HTMAP")}
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    env.update(PYTHONPATH=str(REPO), HOME=str(home), HTMAP_ENGINE="local", HTMAP_LOCAL__IDLE_EXIT_SECONDS="1")
+    env.update(extra)
+    return env
+
+
+# -- 12.3 ------------------------------------------------------------------------------------
+
+def test_a_relative_htmap_dir_is_made_absolute_where_it_is_read(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    proc = run_python("""
+        import htmap
+        from tests import funcs
+        print(htmap.settings["HTMAP_DIR"])
+        m = htmap.map(funcs.double, range(2), tag="rel")
+        print(list(m.iter(timeout=15)))
+    """, cwd=work, env=child_env(tmp_path, HTMAP_DIR="maps"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == [str(work / "maps"), "[0, 2]"]
+    assert (work / "maps" / "tags" / "rel").exists()
+
+
+# -- 12.4 ------------------------------------------------------------------------------------
+
+def test_settings_reset_to_base_keeps_htmap_dir_from_the_environment(tmp_path):
+    chosen = tmp_path / "chosen"
+    env = child_env(tmp_path, HTMAP_DIR=str(chosen))
+    home_maps = Path(env["HOME"]) / ".htmap"
+    made = run_python("""
+        import htmap
+        from tests import funcs
+        htmap.map(funcs.double, [1], tag="in-home").wait(timeout=15)
+    """, env={**env, "HTMAP_DIR": str(home_maps)})
+    assert made.returncode == 0, made.stderr
+    proc = run_python("""
+        import htmap
+        from tests import funcs
+        htmap.map(funcs.double, [1], tag="in-chosen").wait(timeout=15)
+        htmap.settings.replace(htmap.BASE_SETTINGS)
+        print(htmap.settings["HTMAP_DIR"])
+        print(htmap.clean(all=True))
+    """, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split("\n")[:2] == [str(chosen), "['in-chosen']"]
+    assert (home_maps / "tags" / "in-home").exists()
