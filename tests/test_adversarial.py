@@ -106,3 +106,25 @@ def test_settings_reset_to_base_keeps_htmap_dir_from_the_environment(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split("\n")[:2] == [str(chosen), "['in-chosen']"]
     assert (home_maps / "tags" / "in-home").exists()
+
+
+# -- 12.5 ------------------------------------------------------------------------------------
+
+def test_concurrent_starts_leave_one_supervisor_and_nothing_else(isolated_htmap, tmp_path):
+    private_tmp, go = tmp_path / "tmp", tmp_path / "go"
+    private_tmp.mkdir()
+    code = textwrap.dedent(f"""
+        import os, time
+        from htmap.engines.local.engine import LocalEngine
+        while not os.path.exists({str(go)!r}):
+            time.sleep(0.005)
+        LocalEngine({{"HTMAP_DIR": {str(isolated_htmap)!r}, "LOCAL": {{"IDLE_EXIT_SECONDS": 5}}}}).ensure_supervisor()
+    """)
+    env = child_env(tmp_path, TMPDIR=str(private_tmp))
+    clients = [subprocess.Popen([sys.executable, "-c", code], env=env) for _ in range(5)]
+    go.touch()
+    assert [c.wait(timeout=T) for c in clients] == [0] * 5
+    wait_until(lambda: len(supervisor_pids(isolated_htmap)) == 1, T, message="one supervisor to be left")
+    (survivor,) = supervisor_pids(isolated_htmap)
+    scratch = wait_until(lambda: os.listdir(private_tmp), T, message="the survivor's scratch directory")
+    assert scratch == [f"htmap-scratch-{survivor}-{scratch[0].rsplit('-', 1)[1]}"]

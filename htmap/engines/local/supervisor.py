@@ -379,8 +379,7 @@ class Supervisor:
         self.python = sys.executable
         self.jobs: Dict[str, Job] = {}
         self.workers: List[Worker] = []
-        remove_dead_scratch_roots()
-        self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        self.scratch_root = ""  # made once this supervisor has won the socket (losers leave nothing)
         self.listener: Optional[socket.socket] = None
         self.rr = 0  # round-robin position over jobs
         self.no_room: Optional[str] = None  # why nothing can be written in HTMAP_DIR, while it lasts
@@ -411,6 +410,8 @@ class Supervisor:
     def run(self) -> int:
         if not self.bind():
             return 0  # another supervisor serves this HTMAP_DIR
+        remove_dead_scratch_roots()
+        self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
         for path in protocol.list_requests(self.paths.active):
             reg = protocol.read_json(path)
             if reg and reg.get("host") == self.host:
