@@ -109,3 +109,11 @@ class NoRoomInStore(HTMapException, OSError):
     """HTMAP_DIR is full (or over quota) while a map was being written; nothing of it was kept.
 
     Also an ``OSError`` with the original ``errno``."""
+
+
+class TooManyComponents(HTMapException):
+    """The inputs went past the ``MAX_COMPONENTS`` setting (an endless iterator?); nothing was submitted."""
+
+
+class MapIsDamaged(HTMapException):
+    """A file of the map (or its tag file) cannot be read; ``htmap remove --force TAG`` deletes it."""

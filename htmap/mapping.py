@@ -122,9 +122,17 @@ def _in_ipython() -> bool:
         return False
 
 
+def _max_components() -> int:
+    value = settings.get("MAX_COMPONENTS", 10_000_000)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise exceptions.InvalidOption(f"setting MAX_COMPONENTS={value!r} must be a whole number, 1 or more")
+    return value
+
+
 def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[Tuple[Tuple, Dict[str, Any]]]:
-    """Turn an exception from the caller's iterator into a clear htmap error."""
+    """Turn an exception from the caller's iterator into a clear htmap error; stop an endless one."""
     count = 0
+    limit = _max_components()
     while True:
         try:
             pair = next(pairs)
@@ -134,6 +142,11 @@ def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[T
             raise exceptions.InputIteratorFailed(
                 f"the input iterator raised {type(e).__name__}: {e} after {count} inputs; nothing was submitted"
             ) from e
+        if count == limit:
+            raise exceptions.TooManyComponents(
+                f"the inputs go past MAX_COMPONENTS={limit} (is the input iterator endless?); nothing was "
+                f"submitted. Give a finite input, or raise the limit: htmap.settings['MAX_COMPONENTS'] = ..."
+            )
         count += 1
         yield pair
 

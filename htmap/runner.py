@@ -214,7 +214,7 @@ def run(func, args, kwargs, component, scratch):
     started = time.time()
     try:
         value = func(*args, **kwargs)
-    except Exception as e:
+    except (Exception, KeyboardInterrupt) as e:  # KeyboardInterrupt raised by user code is its error too
         report = error_report(component, "exception", str(e), exc=e, scratch=scratch, started=started)
         sys.stderr.write(report["traceback"])
         sys.stderr.flush()

@@ -32,6 +32,7 @@ BASE_SETTINGS: Dict[str, Any] = {
     "DELIVERY_METHOD": "assume",
     "SITE": "",
     "WAIT_TIME": 1,
+    "MAX_COMPONENTS": 10_000_000,  # a map stops with an error past this many inputs (an endless iterator)
     "CLI": {"IS_CLI": False},
     "LOCAL": {"MAX_WORKERS": 0, "IDLE_EXIT_SECONDS": 10},
     "MAP_OPTIONS": {},

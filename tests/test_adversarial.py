@@ -128,3 +128,72 @@ def test_concurrent_starts_leave_one_supervisor_and_nothing_else(isolated_htmap,
     (survivor,) = supervisor_pids(isolated_htmap)
     scratch = wait_until(lambda: os.listdir(private_tmp), T, message="the survivor's scratch directory")
     assert scratch == [f"htmap-scratch-{survivor}-{scratch[0].rsplit('-', 1)[1]}"]
+
+
+# -- 12.13 -----------------------------------------------------------------------------------
+
+def test_a_mistyped_option_warns_naming_the_closest_known_one(isolated_htmap):
+    with pytest.warns(UserWarning, match="'request_memmory' means nothing to the local engine.*did you mean "
+                                         "'request_memory'"):
+        m = htmap.map(funcs.double, [1], map_options=htmap.MapOptions(request_memmory="100MB"), tag="typo")
+    assert m.get(0, timeout=T) == 2
+
+
+def test_map_options_may_be_a_dict(isolated_htmap):
+    m = htmap.map(funcs.double, [1, 2], map_options={"request_memory": "1GB"}, tag="as-dict")
+    assert list(m.iter(timeout=T)) == [2, 4]
+    assert m._job.fixed["request_memory"] == 1024
+
+
+def test_map_options_of_another_type_say_what_to_pass(isolated_htmap):
+    with pytest.raises(htmap.exceptions.InvalidOption, match="must be a htmap.MapOptions .or a dict"):
+        htmap.map(funcs.double, [1], map_options=["request_memory=1GB"])
+    assert htmap.get_tags() == ()
+
+
+@pytest.mark.parametrize("bad", [5, [1.5], ["ok.txt", None]])
+def test_fixed_input_files_that_are_not_paths_are_refused_at_once(isolated_htmap, bad):
+    with pytest.raises(htmap.exceptions.InvalidOption, match="fixed_input_files entry .* not a path"):
+        htmap.MapOptions(fixed_input_files=bad)
+
+
+# -- 12.14 -----------------------------------------------------------------------------------
+
+def test_an_endless_input_stops_at_max_components_leaving_nothing(isolated_htmap):
+    import itertools
+
+    htmap.settings["MAX_COMPONENTS"] = 1000
+    with pytest.raises(htmap.exceptions.TooManyComponents, match="MAX_COMPONENTS=1000.*nothing was submitted"):
+        htmap.map(funcs.double, itertools.count(), tag="endless")
+    assert htmap.get_tags() == ()
+    assert list((isolated_htmap / "maps").iterdir()) == []
+    assert list((isolated_htmap / "tags").iterdir()) == []
+    m = htmap.map(funcs.double, range(1000), tag="just-fits")  # exactly the limit is fine
+    assert len(m) == 1000
+    assert htmap.settings["MAX_COMPONENTS"] == 1000 and htmap.BASE_SETTINGS["MAX_COMPONENTS"] == 10_000_000
+
+
+# -- 12.15 -----------------------------------------------------------------------------------
+
+def raise_keyboard_interrupt(_):
+    raise KeyboardInterrupt("stop here")
+
+
+def test_a_component_raising_keyboard_interrupt_reports_the_exception(isolated_htmap):
+    m = htmap.map(raise_keyboard_interrupt, [1], tag="kbd")
+    m.wait(timeout=T, errors_ok=True)
+    err = m.get_err(0)
+    assert err.exception_type == "KeyboardInterrupt" and "stop here" in err.exception_msg
+    assert "raise_keyboard_interrupt" in err.report() and "signal" not in err.exception_msg
+
+
+# -- 12.16 -----------------------------------------------------------------------------------
+
+def test_a_missing_transfer_path_warns_at_submit_and_the_component_is_held(isolated_htmap, tmp_path):
+    missing = tmp_path / "not-there.txt"
+    with pytest.warns(UserWarning, match=f"input file {missing} does not exist now.*release"):
+        m = htmap.map(funcs.read_text, [htmap.TransferPath(missing)], tag="missing-input")
+    wait_until(lambda: m.component_statuses == [ComponentStatus.HELD], T, message="the component to be held")
+    missing.write_text("here now")
+    m.release()
+    assert m.get(0, timeout=T) == "here now"

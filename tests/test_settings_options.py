@@ -106,3 +106,23 @@ def test_resolve_splits_fixed_and_per_component():
     assert per == {"request_disk": [1024, 2048]}
     with pytest.raises(exceptions.MisalignedInputData, match="request_disk"):
         resolve(htmap.MapOptions(request_disk=["1MB", "2MB"]), 3)
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("1min", 60), ("20m", 1200), ("2h", 7200), ("1d", 86400),
+                                           ("01:30:00", 5400), ("1 hour", 3600), ("2 days", 172800),
+                                           ("1h 30min", 5400), ("5 minutes", 300), ("1-00:00:00", 86400)])
+def test_durations_in_the_forms_people_write(text, seconds):
+    """Issue 13.6: every engine takes resolve()'s seconds, so these work on each of them."""
+    from htmap.options import resolve
+
+    assert parse_duration(text) == seconds
+    assert resolve(htmap.MapOptions(max_runtime=text), 1)[0] == {"max_runtime": seconds}
+
+
+@pytest.mark.parametrize("text", ["1 fortnight", "soon", "", "h", "1h x", "-5", "0", "00:00", "1:2", True])
+def test_other_durations_are_refused_with_the_accepted_forms(text):
+    with pytest.raises(exceptions.InvalidOption) as e:
+        htmap.MapOptions(max_runtime=text)
+    assert "is not a duration" in str(e.value)
+    for form in ("'90s'", "'1min'", "'20m'", "'2h'", "'1d'", "'01:30:00'", "'1 hour'"):
+        assert form in str(e.value)

@@ -40,8 +40,10 @@ class LocalEngine(Engine):
                 f"request_cpus={most} is more than the local engine's {self.max_workers} worker slots "
                 "(LOCAL.MAX_WORKERS); ask for fewer cpus or raise LOCAL.MAX_WORKERS"
             )
+        from ...options import PORTABLE_OPTIONS, warn_unknown_options
         from ...transfer import is_url
 
+        warn_unknown_options(list(job.fixed) + list(job.per_component), PORTABLE_OPTIONS, self.name)
         files = list(job.fixed_input_files)
         for per in job.input_files or ():
             files.extend(per)
@@ -51,6 +53,7 @@ class LocalEngine(Engine):
                     f"the local engine cannot fetch {spec}: it copies local files only; download it first "
                     "and give the local path, or use a cluster engine"
                 )
+        warn_missing_inputs(files)
         seen = set()
         for remaps in job.output_remaps or ():
             if id(remaps) in seen:
@@ -166,3 +169,16 @@ class LocalEngine(Engine):
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
                 cwd="/", env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )
+
+
+def warn_missing_inputs(specs: Sequence[str], shown: int = 5) -> None:
+    """Input files missing at submit: the components that need them are held when they start."""
+    import warnings
+
+    missing = sorted({s for s in specs if not os.path.exists(s.rstrip("/") or "/")})
+    if not missing:
+        return
+    names = ", ".join(missing[:shown]) + (f" and {len(missing) - shown} more" if len(missing) > shown else "")
+    warnings.warn(f"input file{'s' if len(missing) > 1 else ''} {names} do{'' if len(missing) > 1 else 'es'} not "
+                  "exist now; a component that needs one is held when it starts: create the file, then release it "
+                  "(m.release())", UserWarning, stacklevel=4)
