@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -335,6 +336,10 @@ def tags(patterns: Tuple[str, ...]) -> None:
     found = existing_tags(*patterns)
     for tag in found:
         click.echo(tag)
+    for tag in found:
+        info = mapstore.examine(tag)
+        if info.state == "damaged":
+            warn(mapstore.damaged_hint(tag, info.problem or ""))
 
 
 def _status_row(m: "htmap.Map", meta: bool) -> Dict[str, Any]:
@@ -351,7 +356,18 @@ def _status_rows(tags: Sequence[str], meta: bool, strict: bool) -> List[Tuple["h
             if strict:
                 raise no_such_tag(tag) from None  # an explicitly named tag
             continue  # removed while we looked
+        except exceptions.MapIsDamaged as e:
+            _warn_once(str(e))  # named on stderr; one damaged map never hides the others
     return out
+
+
+_warned: set = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warn(message)
 
 
 def _fields(state: bool, meta: bool) -> List[str]:
@@ -534,10 +550,24 @@ def wait(tags, patterns, all_, timeout, progress) -> None:
               help="Delete the map's files even if its engine cannot be told to stop its components.")
 def remove(tags, patterns, all_, force) -> None:
     """Stop the maps' components and delete the maps."""
-    for m in load_all(select_tags(tags, patterns, all_)):
+    selected = select_tags(tags, patterns, all_)
+    damaged = []
+    for tag in selected:  # a damaged map is deleted only with --force (its engine cannot be told to stop it)
+        try:
+            htmap.load(tag)
+        except exceptions.MapIsDamaged:
+            if not force:
+                raise
+            damaged.append(tag)
+        except exceptions.TagNotFound:
+            pass
+    for m in load_all(t for t in selected if t not in damaged):
         tag = m.tag
         m.remove(force=force)
         click.echo(f"Removed map {tag}")
+    for tag in damaged:
+        htmap.remove(tag, force=True)
+        click.echo(f"Removed damaged map {tag}")
 
 
 @cli.command()
@@ -546,7 +576,11 @@ def remove(tags, patterns, all_, force) -> None:
               help="Delete files even if an engine cannot be told to stop components.")
 def clean(all_, force) -> None:
     """Remove transient maps (maps made without a tag); every map with --all."""
-    removed = htmap.clean(all=all_, force=force)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        removed = htmap.clean(all=all_, force=force)
+    for w in caught:  # damaged maps kept without --force
+        warn(str(w.message))
     for tag in removed:
         click.echo(f"Removed map {tag}")
     if not removed:

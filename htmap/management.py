@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import exceptions, mapstore, store
@@ -16,41 +17,75 @@ def load(tag: str) -> Map:
 
 
 def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
-    """Tags of existing maps, optionally filtered by a glob pattern."""
+    """Tags of existing maps (damaged ones too: they can be removed), optionally filtered by a glob pattern."""
     found = mapstore.matching_tags(pattern) if pattern else mapstore.all_tags()
-    return tuple(t for t in found if _published(t))
+    return tuple(t for t in found if mapstore.examine(t).state in ("published", "damaged"))
 
 
 def _published(tag: str) -> bool:
     """Maps still being created (or whose creator died) have a tag but are not maps yet."""
-    uid = mapstore.uid_for_tag(tag)
-    return bool(uid) and mapstore.is_published(uid)
+    return mapstore.examine(tag).state == "published"
+
+
+def damaged_maps(pattern: Optional[str] = None) -> Dict[str, str]:
+    """``{tag: what is wrong}`` for every map that cannot be loaded because a file of it is damaged."""
+    out = {}
+    for tag in get_tags(pattern):
+        try:
+            Map.load(tag)
+        except exceptions.MapIsDamaged as e:
+            out[tag] = str(e)
+        except exceptions.TagNotFound:
+            continue
+    return out
 
 
 def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
+    """Every map that can be loaded; a damaged one is skipped with a warning naming it and its file."""
     maps = []
     for tag in get_tags(pattern):
         try:
             maps.append(Map.load(tag))
         except exceptions.TagNotFound:
             continue  # removed or still being created meanwhile
+        except exceptions.MapIsDamaged as e:
+            warnings.warn(str(e), UserWarning, stacklevel=2)
     return tuple(maps)
 
 
 def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
+    """Remove a map; a damaged map only with ``force=True`` (its engine cannot be told to stop it)."""
     try:
         m = Map.load(tag)
     except exceptions.TagNotFound:
         if not_exist_ok:
             return
         raise
+    except exceptions.MapIsDamaged:
+        if not force:
+            raise
+        mapstore.remove_damaged(tag)
+        return
     m.remove(force=force)
 
 
 def clean(all: bool = False, force: bool = False) -> List[str]:
-    """Remove transient maps (every map with ``all=True``); returns the removed tags."""
+    """Remove transient maps (every map with ``all=True``); returns the removed tags.
+
+    A damaged map is removed only with ``force=True``; without it, it is named in a warning."""
     removed = []
-    for m in load_maps():
+    for tag in get_tags():
+        try:
+            m = Map.load(tag)
+        except exceptions.TagNotFound:
+            continue
+        except exceptions.MapIsDamaged as e:
+            if force:
+                mapstore.remove_damaged(tag)
+                removed.append(tag)
+            else:
+                warnings.warn(str(e), UserWarning, stacklevel=2)
+            continue
         if all or m.is_transient:
             removed.append(m.tag)
             m.remove(force=force)
@@ -159,8 +194,20 @@ def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include
 
 def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
     """A table of every map's status."""
+    damaged: Dict[str, str] = {}
+    if maps is None:
+        damaged = damaged_maps()
+        maps = [m for m in _quietly(load_maps)]
     table = status_cells(status_rows(maps, include_state, include_meta), include_state, include_meta)
-    return "\n".join(aligned_table(table, [False] + [True] * (len(table[0]) - 1)))
+    lines = aligned_table(table, [False] + [True] * (len(table[0]) - 1))
+    return "\n".join(lines + [f"{tag}: DAMAGED: {why}" for tag, why in sorted(damaged.items())])
+
+
+def _quietly(func):
+    """Call ``func`` without its warnings (when the caller reports the same thing itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return func()
 
 
 def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,

@@ -237,7 +237,7 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
 def _free_random_tag() -> str:
     for _ in range(100):
         tag = tags.random_tag()
-        if mapstore.uid_for_tag(tag) is None:
+        if mapstore.read_tag_file(tag) is None:
             return tag
     raise exceptions.HTMapException("could not find a free random tag; clean up transient maps with htmap.clean()")
 

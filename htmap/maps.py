@@ -136,20 +136,21 @@ class Map(Sequence):
     @classmethod
     def load(cls, tag: str) -> "Map":
         """The map with this tag; the same object each time in one process."""
-        uid = mapstore.uid_for_tag(tag)
-        if uid is None:
+        info = mapstore.examine(tag)
+        if info.state == "damaged":
+            raise exceptions.MapIsDamaged(mapstore.damaged_hint(tag, info.problem or ""))
+        if info.state != "published" or info.uid is None or info.meta is None:
             raise mapstore.tag_not_found(tag)
-        existing = cls._instances.get(uid)
+        existing = cls._instances.get(info.uid)
         if existing is not None and not existing._removed and existing._dir.exists():
             existing._tag = tag
             return existing
-        directory = mapstore.map_directory(uid)
-        meta = mapstore.read_meta(directory)
-        if meta is None or not meta.get("submitted"):
-            raise mapstore.tag_not_found(tag)
-        meta["tag"] = tag
-        m = cls(uid, directory, meta)
-        cls._instances[uid] = m
+        meta = dict(info.meta, tag=tag)
+        try:
+            m = cls(info.uid, mapstore.map_directory(info.uid), meta)
+        except exceptions.MapIsDamaged as e:
+            raise exceptions.MapIsDamaged(mapstore.damaged_hint(tag, str(e))) from None
+        cls._instances[info.uid] = m
         return m
 
     # -- identity ---------------------------------------------------------------

@@ -197,3 +197,107 @@ def test_a_missing_transfer_path_warns_at_submit_and_the_component_is_held(isola
     missing.write_text("here now")
     m.release()
     assert m.get(0, timeout=T) == "here now"
+
+
+# -- 12.6, 12.7, 12.10: one damaged map never blocks the others -------------------------------
+
+def _truncate_job(d: Path) -> str:
+    data = (d / "job.pkl").read_bytes()
+    (d / "job.pkl").write_bytes(data[: len(data) // 2])
+    return "job.pkl"
+
+
+def _delete_job(d: Path) -> str:
+    (d / "job.pkl").unlink()
+    return "job.pkl"
+
+
+def _garble_meta(d: Path) -> str:
+    (d / "map.json").write_bytes(b"\xff\xfe{garbled")
+    return "map.json"
+
+
+def _damaged_pair(damage):
+    good = htmap.map(funcs.double, [1, 2], tag="good")
+    bad = htmap.map(funcs.double, [3], tag="bad")
+    good.wait(timeout=T)
+    bad.wait(timeout=T)
+    htmap.Map._instances.clear()  # as in a new process
+    return good, damage(bad._dir)
+
+
+@pytest.mark.parametrize("damage", [_truncate_job, _delete_job, _garble_meta])
+def test_a_damaged_map_is_listed_as_damaged_and_the_others_work(isolated_htmap, damage):
+    good, damaged_file = _damaged_pair(damage)
+    result = run_cli("status")
+    assert result.exit_code == 0, result.stderr
+    assert "good" in result.stdout and "bad" not in result.stdout
+    assert "map 'bad' is damaged" in result.stderr and damaged_file in result.stderr
+    assert "htmap remove --force bad" in result.stderr
+    result = run_cli("tags")
+    assert result.exit_code == 0 and result.stdout.split() == ["bad", "good"]
+    text = htmap.status()
+    assert "good" in text and "bad: DAMAGED" in text and damaged_file in text
+    with pytest.warns(UserWarning, match="map 'bad' is damaged"):
+        assert [m.tag for m in htmap.load_maps()] == ["good"]
+    with pytest.raises(htmap.exceptions.MapIsDamaged, match=f"{damaged_file}.*remove --force bad"):
+        htmap.load("bad")
+    assert list(htmap.load("good")) == [2, 4]
+
+
+@pytest.mark.parametrize("damage", [_truncate_job, _garble_meta])
+def test_remove_and_clean_delete_a_damaged_map_only_with_force(isolated_htmap, damage):
+    good, damaged_file = _damaged_pair(damage)
+    result = run_cli("remove", "bad")
+    assert result.exit_code == 1 and "map 'bad' is damaged" in result.stderr and "--force" in result.stderr
+    result = run_cli("clean", "--all")
+    assert result.exit_code == 0, result.stderr
+    assert "Removed map good" in result.stdout and "map 'bad' is damaged" in result.stderr
+    assert htmap.get_tags() == ("bad",)
+    result = run_cli("remove", "--force", "bad")
+    assert result.exit_code == 0 and "Removed damaged map bad" in result.stdout
+    assert htmap.get_tags() == () and list((isolated_htmap / "maps").iterdir()) == []
+
+
+def test_clean_force_deletes_a_damaged_map(isolated_htmap):
+    _damaged_pair(_delete_job)
+    result = run_cli("clean", "--all", "--force")
+    assert result.exit_code == 0, result.stderr
+    assert sorted(result.stdout.split("\n")[:2]) == ["Removed map bad", "Removed map good"]
+    assert htmap.get_tags() == () and list((isolated_htmap / "maps").iterdir()) == []
+
+
+def _age(path: Path, seconds: float = 3600) -> None:
+    t = path.stat().st_mtime - seconds
+    os.utime(path, (t, t))
+
+
+def test_an_empty_tag_file_is_damaged_and_removable(isolated_htmap):
+    htmap.map(funcs.double, [1], tag="empty").wait(timeout=T)
+    htmap.Map._instances.clear()
+    tag_file = isolated_htmap / "tags" / "empty"
+    tag_file.write_text("")
+    _age(tag_file)
+    with pytest.raises(htmap.exceptions.TagAlreadyExists, match="damaged: its tag file .*empty is empty.*--force"):
+        htmap.map(funcs.double, [1], tag="empty")
+    result = run_cli("remove", "empty")
+    assert result.exit_code == 1 and "is damaged" in result.stderr and "does not exist" not in result.stderr
+    assert run_cli("remove", "--force", "empty").exit_code == 0
+    assert htmap.map(funcs.double, [5], tag="empty").get(0, timeout=T) == 10
+
+
+def test_a_tag_file_pointing_outside_htmap_dir_is_never_followed(isolated_htmap, tmp_path):
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "precious").write_text("keep me")
+    htmap.map(funcs.double, [1], tag="evil").wait(timeout=T)
+    htmap.Map._instances.clear()
+    tag_file = isolated_htmap / "tags" / "evil"
+    tag_file.write_text("../../victim")  # maps/../../victim is tmp_path/victim
+    assert (isolated_htmap / "maps" / "../../victim").resolve() == victim.resolve()
+    for args in (["remove", "evil"], ["status"], ["remove", "--force", "evil"], ["clean", "--all", "--force"]):
+        run_cli(*args)
+        assert (victim / "precious").read_text() == "keep me", args
+    assert not tag_file.exists()
+    with pytest.raises(htmap.exceptions.MapIsDamaged, match="not a map id"):
+        htmap.mapstore.map_directory("../../victim")
