@@ -301,3 +301,21 @@ def test_a_tag_file_pointing_outside_htmap_dir_is_never_followed(isolated_htmap,
     assert not tag_file.exists()
     with pytest.raises(htmap.exceptions.MapIsDamaged, match="not a map id"):
         htmap.mapstore.map_directory("../../victim")
+
+
+# -- 12.8 ------------------------------------------------------------------------------------
+
+def test_garbled_event_lines_are_skipped_with_one_warning_and_waiting_ends(isolated_htmap, tmp_path):
+    gate = tmp_path / "gate"
+    m = htmap.map(funcs.wait_for_file, [str(gate)], tag="garbled")
+    wait_until(lambda: m.component_statuses == [ComponentStatus.RUNNING], T, message="the component to run")
+    events = m._dir / "engine" / "events"
+    with open(events, "ab") as f:
+        f.write(b"1.0 0 bogus -\n12 x\n1.0 99 completed -\n")  # an unknown kind, a torn line, no such component
+        f.write(b"\x00\xffgarbage {")  # and a partial line the next event must not be glued to
+    gate.touch()
+    with pytest.warns(RuntimeWarning, match=r"\d lines of .*events could not be read and were skipped") as caught:
+        m.wait(timeout=15)
+        assert m.component_statuses == [ComponentStatus.COMPLETED]
+    assert len([w for w in caught if "could not be read" in str(w.message)]) == 1
+    assert m.get(0) is None

@@ -24,6 +24,7 @@ class LocalEngine(Engine):
         self.idle_exit = float(local.get("IDLE_EXIT_SECONDS", 10))
         self.paths = protocol.LocalPaths(self.htmap_dir)
         self._last_liveness: Dict[str, float] = {}
+        self._warned_garbled: set = set()  # jobs whose garbled event lines were already reported
 
     @classmethod
     def available(cls) -> Tuple[bool, str]:
@@ -143,8 +144,18 @@ class LocalEngine(Engine):
 
     def read_events(self, job: JobSet, cursor: Any) -> Tuple[List[ComponentEvent], Any]:
         offset = cursor or 0
-        data, offset = protocol.read_new(job.engine_dir / protocol.EVENTS_FILE, offset)
-        events = [protocol.to_component_event(*fields) for fields in protocol.parse_events(data)]
+        path = job.engine_dir / protocol.EVENTS_FILE
+        data, offset = protocol.read_new(path, offset)
+        skipped: List[str] = []
+        events = []
+        for fields in protocol.parse_events(data, skipped):
+            if fields[1] + fields[2] <= job.num_components:
+                events.append(protocol.to_component_event(*fields))
+            else:
+                skipped.append(protocol.format_event(fields[0], fields[1], fields[3], fields[4], fields[2]).strip())
+        if skipped and job.job_id not in self._warned_garbled:
+            self._warned_garbled.add(job.job_id)
+            warn_garbled(path, skipped)
         now = time.monotonic()
         if now - self._last_liveness.get(job.job_id, 0.0) > 1.0:
             self._last_liveness[job.job_id] = now
@@ -182,3 +193,11 @@ def warn_missing_inputs(specs: Sequence[str], shown: int = 5) -> None:
     warnings.warn(f"input file{'s' if len(missing) > 1 else ''} {names} do{'' if len(missing) > 1 else 'es'} not "
                   "exist now; a component that needs one is held when it starts: create the file, then release it "
                   "(m.release())", UserWarning, stacklevel=4)
+
+
+def warn_garbled(path: Path, lines: Sequence[str]) -> None:
+    import warnings
+
+    warnings.warn(f"{len(lines)} line{'s' if len(lines) > 1 else ''} of {path} could not be read and "
+                  f"{'were' if len(lines) > 1 else 'was'} skipped (the first: {lines[0][:80]!r}); the events after "
+                  "them count as usual", RuntimeWarning, stacklevel=5)

@@ -94,15 +94,23 @@ def format_event(t: float, component: int, kind: str, extra: Optional[Dict[str, 
     return f"{t:.3f} {comp} {kind} {json.dumps(extra, separators=(',', ':')) if extra else '-'}\n"
 
 
-def parse_events(data: bytes) -> Iterator[Tuple[float, int, int, str, Dict[str, Any]]]:
-    """(time, first, count, kind, extra) for each complete line."""
+KINDS = frozenset(k.value for k in EventKind)
+
+
+def parse_events(data: bytes, skipped: Optional[List[str]] = None) -> Iterator[Tuple[float, int, int, str, Dict[str, Any]]]:
+    """(time, first, count, kind, extra) for each complete line; a line that is not an event (garbled,
+    or never written by this version) is skipped, and added to ``skipped`` if given."""
     for line in data.decode("utf-8", "replace").splitlines():
         try:
             t, comp, kind, extra = line.split(" ", 3)
             first, _, count = comp.partition("+")
             parsed = float(t), int(first), int(count or 1), kind, (json.loads(extra) if extra != "-" else {})
+            if kind not in KINDS or parsed[1] < 0 or parsed[2] < 1 or not isinstance(parsed[4], dict):
+                raise ValueError(kind)
         except ValueError:
-            continue  # never written by this version; skip rather than stop reading
+            if skipped is not None and line.strip():
+                skipped.append(line)
+            continue
         yield parsed
 
 

@@ -164,10 +164,13 @@ class Job:
         if not self.lines:
             return True
         try:
-            with store.open_private(self.events_path, "ab") as f:
+            fd = os.open(self.events_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, store.FILE_MODE)
+            with os.fdopen(fd, "ab") as f:
                 start = os.fstat(f.fileno()).st_size
                 try:
-                    f.write("".join(self.lines).encode())
+                    # after a stray partial line (a damaged file), start a new line: never glue an event to it
+                    torn = start > 0 and os.pread(f.fileno(), 1, start - 1) != b"\n"
+                    f.write(("\n" if torn else "").encode() + "".join(self.lines).encode())
                     f.flush()
                 except OSError:
                     os.ftruncate(f.fileno(), start)
