@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import functools
 import os
 import time
@@ -14,6 +15,7 @@ from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
 
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)  # the folded state is a cache: skip saving it
 SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map runs
 
 
@@ -245,6 +247,10 @@ class Map(Sequence):
         except FileNotFoundError:
             return  # removed under us
         except OSError as e:
+            if e.errno in READ_ONLY_ERRNOS:  # a colleague's maps, or a read-only mount: reading needs no cache
+                self._dirty = False
+                self._last_save = time.monotonic()
+                return
             if e.errno not in store.NO_ROOM_ERRNOS:
                 raise
             if not self._warned_no_room:

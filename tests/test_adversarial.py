@@ -319,3 +319,36 @@ def test_garbled_event_lines_are_skipped_with_one_warning_and_waiting_ends(isola
         assert m.component_statuses == [ComponentStatus.COMPLETED]
     assert len([w for w in caught if "could not be read" in str(w.message)]) == 1
     assert m.get(0) is None
+
+
+# -- 12.9 ------------------------------------------------------------------------------------
+
+def _can_mount_read_only(path: Path) -> bool:
+    probe = subprocess.run(["unshare", "-m", "sh", "-c", f"mount --bind {path} {path} && "
+                            f"mount -o remount,bind,ro {path}"], capture_output=True)
+    return probe.returncode == 0
+
+
+def test_a_read_only_htmap_dir_can_be_read(isolated_htmap, tmp_path):
+    m = htmap.map(funcs.chatty, [1, 2], tag="colleague")
+    m.wait(timeout=T)
+    (m._dir / "state").unlink()  # never folded by its owner: reading must fold the events without saving
+    if not _can_mount_read_only(isolated_htmap):
+        pytest.skip("cannot make a read-only bind mount here (needs root and mount namespaces)")
+    code = textwrap.dedent("""
+        import htmap
+        print(htmap.status())
+        m = htmap.load("colleague")
+        print(repr(m.stdout[1]), m.get(1), m.local_data > 0, len(m.errors))
+    """)
+    env = child_env(tmp_path, HTMAP_DIR=str(isolated_htmap))
+    proc = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind "$D" "$D" && mount -o remount,bind,ro "$D" '
+                           f'&& exec "$PY" -c "$CODE"'], env={**env, "D": str(isolated_htmap),
+                           "PY": sys.executable, "CODE": code}, capture_output=True, text=True, timeout=T)
+    assert proc.returncode == 0, proc.stderr
+    assert "colleague" in proc.stdout and "COMPLETED" in htmap.load("colleague").status()
+    assert "'out 2\\n' 2 True 0" in proc.stdout
+    result = subprocess.run(["unshare", "-m", "sh", "-c", f'mount --bind "$D" "$D" && mount -o remount,bind,ro "$D" '
+                             f'&& exec "$PY" -m htmap status'], env={**env, "D": str(isolated_htmap),
+                             "PY": sys.executable}, capture_output=True, text=True, timeout=T)
+    assert result.returncode == 0 and "colleague" in result.stdout, result.stderr
