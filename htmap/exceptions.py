@@ -117,3 +117,7 @@ class TooManyComponents(HTMapException):
 
 class MapIsDamaged(HTMapException):
     """A file of the map (or its tag file) cannot be read; ``htmap remove --force TAG`` deletes it."""
+
+
+class SupervisorSocketTaken(HTMapException):
+    """Another user's process holds the local supervisor's socket, so no supervisor of ours can listen."""

@@ -352,3 +352,35 @@ def test_a_read_only_htmap_dir_can_be_read(isolated_htmap, tmp_path):
                              f'&& exec "$PY" -m htmap status'], env={**env, "D": str(isolated_htmap),
                              "PY": sys.executable}, capture_output=True, text=True, timeout=T)
     assert result.returncode == 0 and "colleague" in result.stdout, result.stderr
+
+
+# -- 12.11 -----------------------------------------------------------------------------------
+
+SQUATTER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(bytes.fromhex(sys.argv[1]))
+s.listen(8)
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(os.getuid() != 0 or not sys.platform.startswith("linux"), reason="needs root to run as nobody")
+def test_a_socket_squatted_by_another_user_fails_loudly_before_submitting(isolated_htmap):
+    from htmap.engines.local import protocol
+
+    address = protocol.socket_address(isolated_htmap)
+    squatter = subprocess.Popen(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", SQUATTER,
+                                 address.encode().hex()], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert squatter.stdout.readline() == "ready\n"
+        with pytest.raises(htmap.exceptions.SupervisorSocketTaken, match=r"another user's process \(uid 65534"):
+            htmap.map(funcs.double, [1], tag="squatted")
+        assert htmap.get_tags() == () and list((isolated_htmap / "maps").iterdir()) == []
+        result = run_cli("status")
+        assert result.exit_code == 0  # nothing needs the supervisor
+    finally:
+        squatter.stdin.close()  # the squatter exits at end of input (runuser waits for it)
+        squatter.wait(timeout=T)
+    assert htmap.map(funcs.double, [1], tag="ours").get(0, timeout=T) == 2

@@ -33,6 +33,8 @@ class LocalEngine(Engine):
     def check(self, job: JobSet) -> None:
         from ... import exceptions
 
+        protocol.wake(self.htmap_dir)  # before anything is written: fails if another user holds our socket
+
         cpus = job.fixed.get("request_cpus", 1)
         per = job.per_component.get("request_cpus")
         most = max(per) if per else cpus

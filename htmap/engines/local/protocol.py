@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -49,15 +50,43 @@ def socket_address(htmap_dir: Path):
     return os.path.join(tempfile.gettempdir(), f"htmap-local-{key}.sock")
 
 
+def peer_ids(s: socket.socket) -> Optional[Tuple[int, int]]:
+    """(pid, uid) of the process at the other end of a connected Unix socket (Linux), else None."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    pid, uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
+
+
+def check_peer(s: socket.socket, address: str) -> None:
+    """The name is predictable: fail loudly if another user's process took it first."""
+    from ... import exceptions
+
+    ids = peer_ids(s)
+    if ids is not None and ids[1] != os.getuid():
+        raise exceptions.SupervisorSocketTaken(
+            f"the local engine's socket {address.lstrip(chr(0))!r} is held by another user's process (uid {ids[1]}, "
+            f"pid {ids[0]}), so htmap's supervisor cannot listen on it and your maps would never run; ask the "
+            "machine's administrator to stop that process, or set HTMAP_DIR to another directory (the socket "
+            "name follows from it)"
+        )
+
+
 def wake(htmap_dir: Path) -> bool:
-    """Poke the supervisor; False if none is listening."""
+    """Poke the supervisor; False if none is listening; SupervisorSocketTaken if another user listens."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address = socket_address(htmap_dir)
     try:
-        s.connect(socket_address(htmap_dir))
-        s.sendall(b"w")
+        try:
+            s.connect(address)
+        except OSError:
+            return False
+        check_peer(s, address)
+        try:
+            s.sendall(b"w")
+        except OSError:
+            return False
         return True
-    except OSError:
-        return False
     finally:
         s.close()
 

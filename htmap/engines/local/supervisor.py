@@ -404,6 +404,10 @@ class Supervisor:
             s.bind(address)
         except OSError:
             s.close()
+            try:
+                protocol.wake(self.htmap_dir)
+            except Exception as e:  # squatted by another user: say so in the log (clients say so too)
+                say(str(e))
             return False
         s.listen(64)
         s.setblocking(False)
