@@ -286,6 +286,36 @@ def publish(path, data):
     return path
 
 
+def make_private_dirs(path):
+    """Create ``path`` and its missing parents as 0700, set explicitly: a umask of 000 must not
+    open a map's directories (they hold pickles) to other users."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+
+
+def make_private(path):
+    """Directories 0700 and files 0600 in a tree brought into the map (symlinks are left alone)."""
+    if os.path.islink(path):
+        return
+    if not os.path.isdir(path):
+        os.chmod(path, 0o600)
+        return
+    os.chmod(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o700 if name in dirs else 0o600)
+
+
 def write_output(output_dir, component, data):
     return publish(os.path.join(output_dir, "%d.out" % component), data)
 

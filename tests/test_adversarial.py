@@ -384,3 +384,45 @@ def test_a_socket_squatted_by_another_user_fails_loudly_before_submitting(isolat
         squatter.stdin.close()  # the squatter exits at end of input (runuser waits for it)
         squatter.wait(timeout=T)
     assert htmap.map(funcs.double, [1], tag="ours").get(0, timeout=T) == 2
+
+
+# -- 12.12 -----------------------------------------------------------------------------------
+
+def checkpoint_output_then_wait(gate):
+    Path("state.txt").write_text("step 1")
+    htmap.checkpoint("state.txt")
+    os.makedirs("sub", exist_ok=True)
+    Path("sub/result.txt").write_text("result")
+    htmap.transfer_output_files("sub/result.txt")
+    funcs.wait_for_file(gate)
+    return 1
+
+
+def modes_under(root: Path) -> dict:
+    """{path: mode} of everything below ``root`` whose mode is not private (0700 dirs, 0600 files)."""
+    bad = {}
+    for dirpath, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                continue
+            mode = p.stat().st_mode & 0o777
+            if mode != (0o700 if p.is_dir() else 0o600):
+                bad[str(p.relative_to(root))] = oct(mode)
+    return bad
+
+
+def test_a_map_is_private_whatever_the_umask(isolated_htmap, tmp_path):
+    gate = tmp_path / "gate"
+    old = os.umask(0)
+    try:
+        m = htmap.map(checkpoint_output_then_wait, [str(gate)], tag="umask")
+        checkpoints = m._dir / "engine" / "checkpoints" / "0"
+        wait_until(checkpoints.exists, T, message="the checkpoint")
+        assert modes_under(isolated_htmap) == {}
+        gate.touch()
+        assert m.get(0, timeout=T) == 1
+    finally:
+        os.umask(old)
+    assert (m.output_files[0] / "sub" / "result.txt").read_text() == "result"
+    assert modes_under(isolated_htmap) == {}
