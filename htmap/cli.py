@@ -315,6 +315,12 @@ def cli(verbose: bool) -> None:
         _start_logging()
     logger.debug("htmap %s called with %r", htmap.__version__, sys.argv[1:])
     htmap.settings["CLI.IS_CLI"] = True
+    warnings.showwarning = _show_warning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """htmap's warnings (a restarted supervisor, a damaged map) as ``WARNING: ...`` lines, no source line."""
+    warn(str(message))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:

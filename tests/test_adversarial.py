@@ -44,9 +44,7 @@ def test_after_a_supervisor_kill_each_running_component_runs_at_most_once_more(i
                       tag="double")
     wait_until(lambda: len(runs_per_component(markers)) == 2, T, message="two components to start")
     running = set(runs_per_component(markers))
-    (pid,) = supervisor_pids(isolated_htmap)
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not supervisor_pids(isolated_htmap), T, message="the supervisor to die")
+    _kill_supervisor(isolated_htmap)
     release.touch()
     m.wait(timeout=T)
     counts = runs_per_component(markers)
@@ -426,3 +424,54 @@ def test_a_map_is_private_whatever_the_umask(isolated_htmap, tmp_path):
         os.umask(old)
     assert (m.output_files[0] / "sub" / "result.txt").read_text() == "result"
     assert modes_under(isolated_htmap) == {}
+
+
+# -- 12.2 ------------------------------------------------------------------------------------
+
+def _kill_supervisor(htmap_dir: Path) -> None:
+    # a second one started in a race exits at once, having lost the socket
+    (pid,) = wait_until(lambda: len(supervisor_pids(htmap_dir)) == 1 and supervisor_pids(htmap_dir), T,
+                        message="exactly one supervisor")
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not supervisor_pids(htmap_dir), T, message="the supervisor to die")
+
+
+def test_htmap_status_restarts_a_killed_supervisor_and_says_so(isolated_htmap, tmp_path):
+    gate = tmp_path / "gate"
+    m = htmap.map(funcs.wait_for_file, [str(gate)], tag="orphan")
+    wait_until(lambda: m.component_statuses == [ComponentStatus.RUNNING], T, message="the component to run")
+    _kill_supervisor(isolated_htmap)
+    htmap.Map._instances.clear()  # the command runs as in a new process
+    result = run_cli("status")
+    assert result.exit_code == 0, result.stderr
+    assert "WARNING: htmap's local supervisor for" in result.stderr and "had stopped" in result.stderr
+    assert "started it again" in result.stderr
+    wait_until(lambda: supervisor_pids(isolated_htmap), T, message="a new supervisor")
+    gate.touch()
+    wait_until(lambda: m.is_done, T, message="the map to finish with no client waiting")
+
+
+def test_waiting_restarts_a_killed_supervisor_with_a_warning(isolated_htmap, tmp_path):
+    gate = tmp_path / "gate"
+    m = htmap.map(funcs.wait_for_file, [str(gate)], tag="orphan2")
+    wait_until(lambda: m.component_statuses == [ComponentStatus.RUNNING], T, message="the component to run")
+    _kill_supervisor(isolated_htmap)
+    gate.touch()
+    with pytest.warns(RuntimeWarning, match="supervisor .* had stopped .* 1 map not finished"):
+        m.wait(timeout=T)
+    with _no_warning():
+        htmap.map(funcs.double, [1], tag="fresh").wait(timeout=T)  # an ordinary start says nothing
+
+
+class _no_warning:
+    def __enter__(self):
+        import warnings
+
+        self._cm = warnings.catch_warnings(record=True)
+        self.caught = self._cm.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._cm.__exit__(*exc)
+        assert not [w for w in self.caught if "had stopped" in str(w.message)]

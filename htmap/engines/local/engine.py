@@ -174,6 +174,7 @@ class LocalEngine(Engine):
         """Wake the supervisor, starting one (detached) if none is listening."""
         if protocol.wake(self.htmap_dir):
             return
+        orphaned = self._orphaned_jobs()
         store.make_dir(self.paths.root)
         with store.open_private(self.paths.log, "ab") as log:
             subprocess.Popen(
@@ -182,6 +183,22 @@ class LocalEngine(Engine):
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True,
                 cwd="/", env={**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)},
             )
+        if orphaned:
+            import warnings
+
+            warnings.warn(f"htmap's local supervisor for {self.htmap_dir} had stopped (killed, or the machine "
+                          f"restarted) with {orphaned} map{'s' if orphaned > 1 else ''} not finished, and nothing "
+                          "ran since; started it again: components that were running run again",
+                          RuntimeWarning, stacklevel=4)
+
+    def _orphaned_jobs(self) -> int:
+        """Jobs of this host a supervisor took on and did not finish (none listens now: it died)."""
+        count = 0
+        for path in protocol.list_requests(self.paths.active):
+            reg = protocol.read_json(path)
+            if reg and reg.get("host") == protocol.hostname():
+                count += 1
+        return count
 
 
 def warn_missing_inputs(specs: Sequence[str], shown: int = 5) -> None:
