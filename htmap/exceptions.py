@@ -121,3 +121,7 @@ class MapIsDamaged(HTMapException):
 
 class SupervisorSocketTaken(HTMapException):
     """Another user's process holds the local supervisor's socket, so no supervisor of ours can listen."""
+
+
+class SettingsFileError(HTMapException):
+    """The settings file (``~/.htmaprc``) cannot be read; htmap needs it fixed or removed."""
