@@ -475,3 +475,14 @@ class _no_warning:
     def __exit__(self, *exc):
         self._cm.__exit__(*exc)
         assert not [w for w in self.caught if "had stopped" in str(w.message)]
+
+
+def test_recovery_ignores_event_lines_of_components_the_map_does_not_have(isolated_htmap):
+    from htmap.engines.local.supervisor import Job
+
+    m = htmap.map(funcs.double, [1], tag="recover-garbled")
+    m.wait(timeout=T)
+    with open(m._dir / "engine" / "events", "ab") as f:
+        f.write(b"1.0 99 running -\n1.0 x running -\n")
+    job = Job({"job_id": m.uid, "directory": str(m._dir), "num_components": 1})
+    assert len(job.state) == 1 and job.finished()

@@ -110,6 +110,8 @@ class Job:
         data, end = protocol.read_new(self.events_path, 0)
         self.drop_torn_tail(end)
         for _t, first, count, kind, extra in protocol.parse_events(data):
+            if first + count > self.n:
+                continue  # not an event of this job (a damaged line): it must not grow the state
             if extra.get("retry"):
                 self.retries[first] = int(extra["retry"])
             new = _STATE_AFTER.get(kind)
