@@ -486,3 +486,14 @@ def test_recovery_ignores_event_lines_of_components_the_map_does_not_have(isolat
         f.write(b"1.0 99 running -\n1.0 x running -\n")
     job = Job({"job_id": m.uid, "directory": str(m._dir), "num_components": 1})
     assert len(job.state) == 1 and job.finished()
+
+
+def test_a_supervisor_that_exited_when_idle_is_restarted_silently(isolated_htmap, tmp_path):
+    m = htmap.map(funcs.wait_for_file, [str(tmp_path / "gate")], tag="held-idle")
+    m.hold()  # unfinished, but nothing to run: the supervisor exits after LOCAL.IDLE_EXIT_SECONDS
+    wait_until(lambda: not supervisor_pids(isolated_htmap), T, message="the supervisor to exit when idle")
+    htmap.Map._instances.clear()
+    result = run_cli("release", "held-idle")
+    assert result.exit_code == 0 and "had stopped" not in result.stderr, result.stderr
+    (tmp_path / "gate").touch()
+    htmap.load("held-idle").wait(timeout=T)

@@ -192,8 +192,11 @@ class LocalEngine(Engine):
                           RuntimeWarning, stacklevel=4)
 
     def _orphaned_jobs(self) -> int:
-        """Jobs of this host a supervisor took on and did not finish (none listens now: it died)."""
+        """Jobs of this host that a supervisor took on and did not finish, if it was killed (its pid
+        file is left and none listens now); 0 after a normal idle exit."""
         count = 0
+        if not self.paths.pid.exists():
+            return 0
         for path in protocol.list_requests(self.paths.active):
             reg = protocol.read_json(path)
             if reg and reg.get("host") == protocol.hostname():

@@ -31,6 +31,8 @@ class LocalPaths:
         self.active = self.root / "active"
         self.control = self.root / "control"
         self.log = self.root / "supervisor.log"
+        # removed when a supervisor exits normally, so only kill -9 (or a crash of the machine) leaves it
+        self.pid = self.root / f"supervisor-{socket.gethostname()}.pid"
 
     def make(self) -> "LocalPaths":
         for d in (self.queue, self.active, self.control):

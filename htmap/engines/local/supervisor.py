@@ -421,6 +421,7 @@ class Supervisor:
             return 0  # another supervisor serves this HTMAP_DIR
         remove_dead_scratch_roots()
         self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        store.write_text_atomic(self.paths.pid, str(os.getpid()))
         for path in protocol.list_requests(self.paths.active):
             reg = protocol.read_json(path)
             if reg and reg.get("host") == self.host:
@@ -460,6 +461,15 @@ class Supervisor:
             for w in self.workers:
                 w.close()
             shutil.rmtree(self.scratch_root, ignore_errors=True)
+            self.remove_pid_file()
+
+    def remove_pid_file(self) -> None:
+        """A normal exit says so; only a killed supervisor leaves its pid file behind."""
+        try:
+            if self.paths.pid.read_text().strip() == str(os.getpid()):
+                self.paths.pid.unlink()
+        except (OSError, ValueError):
+            pass
 
     def try_exit(self) -> bool:
         """Stop listening, then look once more, so no request is left behind."""
