@@ -497,3 +497,17 @@ def test_a_supervisor_that_exited_when_idle_is_restarted_silently(isolated_htmap
     assert result.exit_code == 0 and "had stopped" not in result.stderr, result.stderr
     (tmp_path / "gate").touch()
     htmap.load("held-idle").wait(timeout=T)
+
+
+def test_a_mistyped_option_warns_on_slurm_too(tmp_path):
+    from htmap.engines import JobSet
+    from htmap.engines.slurm.engine import SlurmEngine
+
+    job = JobSet(directory=tmp_path, job_id="20261208-0123456789abcdef", name="t", num_components=1,
+                 fixed={"request_memmory": 5, "partition": "short"}, per_component={}, custom={}, settings={},
+                 fixed_input_files=[], input_files=None, output_remaps=None)
+    with pytest.warns(UserWarning, match="'request_memmory' means nothing to the slurm engine.*'request_memory'"):
+        try:
+            SlurmEngine({}).check(job)
+        except htmap.exceptions.EngineUnavailable:
+            pass  # no Slurm here: the warning came first
