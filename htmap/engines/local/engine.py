@@ -195,8 +195,12 @@ class LocalEngine(Engine):
         """Jobs of this host that a supervisor took on and did not finish, if it was killed (its pid
         file is left and none listens now); 0 after a normal idle exit."""
         count = 0
-        if not self.paths.pid.exists():
+        try:
+            pid = int(self.paths.pid.read_text())
+        except (OSError, ValueError):
             return 0
+        if pid_alive(pid):
+            return 0  # exiting (or starting) right now, not killed
         for path in protocol.list_requests(self.paths.active):
             reg = protocol.read_json(path)
             if reg and reg.get("host") == protocol.hostname():
@@ -223,3 +227,18 @@ def warn_garbled(path: Path, lines: Sequence[str]) -> None:
     warnings.warn(f"{len(lines)} line{'s' if len(lines) > 1 else ''} of {path} could not be read and "
                   f"{'were' if len(lines) > 1 else 'was'} skipped (the first: {lines[0][:80]!r}); the events after "
                   "them count as usual", RuntimeWarning, stacklevel=5)
+
+
+def pid_alive(pid: int) -> bool:
+    """Running, and not a zombie (a killed supervisor stays one while the client that started it lives)."""
+    if os.path.isdir("/proc/self"):
+        from .processes import is_running
+
+        return is_running(pid)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -473,10 +473,14 @@ class Supervisor:
 
     def try_exit(self) -> bool:
         """Stop listening, then look once more, so no request is left behind."""
+        self.remove_pid_file()  # first: a client that finds no listener from now on knows it is no crash
         self.listener.close()
         self.scan()
         if self.busy():
-            return not self.bind()  # someone else took over if we cannot bind again
+            if self.bind():
+                store.write_text_atomic(self.paths.pid, str(os.getpid()))
+                return False
+            return True  # someone else took over
         return True
 
     def accept_wakeups(self) -> None:
