@@ -1,6 +1,7 @@
 """The local engine's client side: files in, events out; the supervisor does the work."""
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import sys
@@ -11,6 +12,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ... import store
 from ..base import Action, ComponentEvent, Engine, JobSet
 from . import protocol
+
+
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
 
 
 class LocalEngine(Engine):
@@ -162,7 +166,11 @@ class LocalEngine(Engine):
         if now - self._last_liveness.get(job.job_id, 0.0) > 1.0:
             self._last_liveness[job.job_id] = now
             if self._job_active(job):
-                self.ensure_supervisor()
+                try:
+                    self.ensure_supervisor()
+                except OSError as e:
+                    if e.errno not in READ_ONLY_ERRNOS:
+                        raise  # else: a read-only HTMAP_DIR (a colleague's maps): reading must still work
         return events, offset
 
     def _job_active(self, job: JobSet) -> bool:
