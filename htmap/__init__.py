@@ -24,12 +24,24 @@ USER_SETTINGS = _settings_module.user_settings()  # what ~/.htmaprc said when ht
 
 
 def version() -> str:
-    """A human-readable version string, as HTMap 0.6 gave it."""
+    """A human-readable version string, as HTMap 0.6 gave it.
+
+    Returns
+    -------
+    str
+        For example ``"htmap version 0.7.0.dev0"``.
+    """
     return f"htmap version {__version__}"
 
 
 def version_info() -> Tuple[int, int, int, str]:
-    """``(major, minor, micro, release_level)``, e.g. ``(0, 7, 0, "dev0")``."""
+    """The version as a tuple.
+
+    Returns
+    -------
+    tuple of (int, int, int, str)
+        ``(major, minor, micro, release_level)``, e.g. ``(0, 7, 0, "dev0")``.
+    """
     match = re.match(r"(\d+)\.(\d+)\.(\d+)\.?(.*)", __version__)
     major, minor, micro, level = match.groups()
     return int(major), int(minor), int(micro), level

@@ -38,7 +38,29 @@ REGISTERED: Dict[str, DeliveryMethod] = {name: DeliveryMethod(name) for name in 
 
 def register_delivery_method(name: str, options_func: Optional[Callable] = None,
                              setup_func: Optional[Callable] = None) -> None:
-    """Make ``name`` a valid DELIVERY_METHOD (HTMap 0.6 signature; both functions optional)."""
+    """Register a delivery method: a way for Python and htmap to reach the execute node.
+
+    After this, ``name`` is a valid value of the ``DELIVERY_METHOD`` setting. The signature is
+    HTMap 0.6's; both functions are optional.
+
+    Parameters
+    ----------
+    name : str
+        The method's name.
+    options_func : callable, optional
+        ``options_func(tag, map_dir) -> dict``: submit descriptors merged over htmap's own for
+        each map submitted with this method (it may set ``executable``,
+        ``transfer_input_files``, ``container_image``, ...).
+    setup_func : callable, optional
+        ``setup_func(tag, map_dir)``: run once for each map, before it is submitted.
+
+    Raises
+    ------
+    htmap.exceptions.UnknownPythonDeliveryMethod
+        If ``name`` is not a non-empty string.
+    TypeError
+        If ``options_func`` or ``setup_func`` is given but not callable.
+    """
     if not isinstance(name, str) or not name:
         raise exceptions.UnknownPythonDeliveryMethod(f"a delivery method needs a non-empty name, not {name!r}")
     for label, func in (("options_func", options_func), ("setup_func", setup_func)):

@@ -9,7 +9,15 @@ from typing import Any, Dict, List, Optional
 
 @dataclass(frozen=True)
 class ComponentHold:
-    """Why a component is held: the scheduler's (or the user's) reason and code."""
+    """Why a component is held: the batch system's (or the user's) reason and code.
+
+    Parameters
+    ----------
+    code : int or None
+        The hold code (HTCondor's ``HoldReasonCode``, or htmap's own), if there is one.
+    reason : str
+        The hold reason.
+    """
 
     code: Optional[int]
     reason: str
@@ -19,7 +27,34 @@ class ComponentHold:
 
 
 class ComponentError:
-    """A component's error report: the exception (or failure) and where it happened."""
+    """The error report of a component that raised an exception or failed.
+
+    Get them from ``Map.errors``, ``Map.get_err`` or the ``component_error`` attribute of a
+    ``MapComponentError``. ``str()`` of one is its readable report.
+
+    Parameters
+    ----------
+    map_tag : str
+        The tag of the map.
+    component : int
+        The component's index.
+    report : dict
+        The report written where the component ran: exception type and message, traceback with
+        local variables, node and Python information, working-directory listing, stderr tail.
+    history : list, optional
+        ``(time, kind, reason)`` entries of what happened to the component (holds, retries, ...).
+
+    Attributes
+    ----------
+    kind : str
+        ``"exception"`` if the function raised, else the kind of failure.
+    exception_type, exception_msg : str
+        The exception's class name and message (or a description of the failure).
+    traceback : str
+        The formatted traceback.
+    node_info, python_info : dict
+        Where the component ran, and with which Python.
+    """
 
     def __init__(self, map_tag: str, component: int, report: Dict[str, Any], history: Optional[List] = None):
         self.map_tag = map_tag
@@ -42,7 +77,14 @@ class ComponentError:
         return f"<ComponentError(map={self.map_tag!r}, component={self.component}, {self.exception_type}: {self.exception_msg})>"
 
     def report(self) -> str:
-        """A readable report, with a banner naming the map and component."""
+        """The readable error report: exception, node, Python, history, traceback with local
+        variables, and the end of stderr, in a banner naming the map and component.
+
+        Returns
+        -------
+        str
+            The report.
+        """
         banner = f" Start error report for component {self.component} of map {self.map_tag} "
         lines = [banner.center(80, "="), ""]
         title = "Exception" if self.kind == "exception" else "Failure"

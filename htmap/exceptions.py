@@ -82,7 +82,15 @@ class InvalidOutputStatus(HTMapException):
 
 
 class MapComponentError(HTMapException):
-    """A component raised an exception (or died); carries its error report."""
+    """A component raised an exception or failed; the message includes its error report.
+
+    Parameters
+    ----------
+    message : str
+        The message.
+    component_error : ComponentError, optional
+        The component's error report, kept as the ``component_error`` attribute.
+    """
 
     def __init__(self, message: str, component_error=None):
         super().__init__(message)

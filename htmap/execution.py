@@ -49,7 +49,16 @@ def _relative(path: Path) -> Path:
 
 
 def transfer_output_files(*paths: PathLike) -> None:
-    """Send these files back with the component's output (``m.output_files[i] / path``)."""
+    """Send files back with the component's output; call it from the mapped function.
+
+    On the submit side, they appear under ``m.output_files[component]``, with the same relative
+    paths. Outside a component this does nothing.
+
+    Parameters
+    ----------
+    *paths : str or os.PathLike
+        The files or directories to send back, relative to the working directory or absolute.
+    """
     if not on_execute():
         return
     target = Path(os.environ.get("HTMAP_TRANSFER_DIR") or TRANSFER_DIR)
@@ -59,7 +68,18 @@ def transfer_output_files(*paths: PathLike) -> None:
 
 
 def checkpoint(*paths: PathLike) -> None:
-    """Save these files; if the component is stopped and restarted, they are back in its working directory."""
+    """Save files as the component's checkpoint; call it from the mapped function.
+
+    If the component is stopped (evicted, vacated, held and released) and starts again, the files
+    of its last checkpoint are back in its working directory, so the function can resume from
+    them. Each call replaces the previous checkpoint as a whole. Outside a component this does
+    nothing.
+
+    Parameters
+    ----------
+    *paths : str or os.PathLike
+        The files or directories to save, relative to the working directory or absolute.
+    """
     if not on_execute():
         return
     target = Path(os.environ.get("HTMAP_CHECKPOINT_DIR") or CHECKPOINT_DIR).absolute()

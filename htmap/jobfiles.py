@@ -133,6 +133,8 @@ def output_kind(path: Path) -> Optional[str]:
             head = f.read(len(ERR))
     except FileNotFoundError:
         return None
+    if not head:
+        return None  # a placeholder (HTCondor's wrapper makes one so a vacate can transfer it back)
     if head.startswith(OK):
         return "OK"
     if head.startswith(ERR):
@@ -144,6 +146,8 @@ def read_output(path: Path) -> Tuple[str, Any]:
     """("OK", value) or ("ERR", report dict)."""
     with open(path, "rb") as f:
         data = f.read()
+    if not data:  # a placeholder: the component has not written its output
+        raise FileNotFoundError(f"{path} is empty: the component has written no output yet")
     if data.startswith(OK):
         return "OK", cloudpickle.loads(data[len(OK):])
     if data.startswith(ERR):

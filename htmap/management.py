@@ -13,11 +13,39 @@ from .state import ComponentStatus
 
 
 def load(tag: str) -> Map:
+    """Load the map with this tag.
+
+    Parameters
+    ----------
+    tag : str
+        The map's tag.
+
+    Returns
+    -------
+    Map
+        The map (the same object each time within one process).
+
+    Raises
+    ------
+    htmap.exceptions.TagNotFound
+        If no map has this tag.
+    """
     return Map.load(tag)
 
 
 def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
-    """Tags of existing maps (damaged ones too: they can be removed), optionally filtered by a glob pattern."""
+    """The tags of the existing maps (damaged ones too: they can be removed).
+
+    Parameters
+    ----------
+    pattern : str, optional
+        A glob pattern (``"sim-*"``); only matching tags are returned.
+
+    Returns
+    -------
+    tuple of str
+        The tags.
+    """
     found = mapstore.matching_tags(pattern) if pattern else mapstore.all_tags()
     return tuple(t for t in found if mapstore.examine(t).state in ("published", "damaged"))
 
@@ -41,7 +69,18 @@ def damaged_maps(pattern: Optional[str] = None) -> Dict[str, str]:
 
 
 def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
-    """Every map that can be loaded; a damaged one is skipped with a warning naming it and its file."""
+    """Load every existing map, or those whose tags match a pattern.
+
+    Parameters
+    ----------
+    pattern : str, optional
+        A glob pattern (``"sim-*"``); only maps with matching tags are loaded.
+
+    Returns
+    -------
+    tuple of Map
+        The maps. A damaged map is left out, with a warning naming it and its file.
+    """
     maps = []
     for tag in get_tags(pattern):
         try:
@@ -54,7 +93,25 @@ def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
 
 
 def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
-    """Remove a map; a damaged map only with ``force=True`` (its engine cannot be told to stop it)."""
+    """Remove the map with this tag: stop its components and delete all its files.
+
+    Parameters
+    ----------
+    tag : str
+        The map's tag.
+    not_exist_ok : bool, optional
+        Do nothing if no map has this tag (the default); with ``False``, raise instead.
+    force : bool, optional
+        Delete the files even if the map's engine could not be told to stop the components.
+        Needed to remove a damaged map (its engine cannot be told anything).
+
+    Raises
+    ------
+    htmap.exceptions.TagNotFound
+        If no map has this tag and ``not_exist_ok`` is ``False``.
+    htmap.exceptions.MapIsDamaged
+        If the map is damaged and ``force`` is ``False``.
+    """
     try:
         m = Map.load(tag)
     except exceptions.TagNotFound:
@@ -70,9 +127,23 @@ def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
 
 
 def clean(all: bool = False, force: bool = False) -> List[str]:
-    """Remove transient maps (every map with ``all=True``); returns the removed tags.
+    """Remove the transient maps (those created without a tag), or every map.
 
-    A damaged map is removed only with ``force=True``; without it, it is named in a warning."""
+    Also deletes what maps whose creation was interrupted left behind.
+
+    Parameters
+    ----------
+    all : bool, optional
+        Remove every map, not only the transient ones. Default ``False``.
+    force : bool, optional
+        Delete map files even if an engine could not be told to stop the components, and
+        delete damaged maps (without it, each is named in a warning and kept).
+
+    Returns
+    -------
+    list of str
+        The tags of the removed maps.
+    """
     removed = []
     for tag in get_tags():
         try:
@@ -193,7 +264,22 @@ def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include
 
 
 def status(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
-    """A table of every map's status."""
+    """A table of the maps' status, as ``htmap status`` prints it.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+
+    Returns
+    -------
+    str
+        The table: one row per map, then a line for each damaged map naming what is wrong.
+    """
     damaged: Dict[str, str] = {}
     if maps is None:
         damaged = damaged_maps()
@@ -212,14 +298,46 @@ def _quietly(func):
 
 def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,
                 compact: bool = False) -> str:
-    """``{tag: row}`` as JSON; keys as in ``status_rows``."""
+    """The maps' status as JSON.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+    compact : bool, optional
+        One line without spaces instead of indented JSON. Default ``False``.
+
+    Returns
+    -------
+    str
+        A JSON object ``{tag: {column: value}}``, keys sorted.
+    """
     rows = status_rows(maps, include_state, include_meta)
     return json.dumps({r["tag"]: r for r in rows}, indent=None if compact else 2, sort_keys=True,
                       separators=(",", ":") if compact else None)
 
 
 def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
-    """One CSV row per map; booleans as ``true``/``false``."""
+    """The maps' status as CSV, one row per map after a header; booleans are ``true``/``false``.
+
+    Parameters
+    ----------
+    maps : list of Map, optional
+        The maps to include. ``None`` (the default) means every map.
+    include_state : bool, optional
+        Include how many components have each status. Default ``True``.
+    include_meta : bool, optional
+        Include disk use, peak memory and run times. Default ``True``.
+
+    Returns
+    -------
+    str
+        The CSV text.
+    """
     rows = status_rows(maps, include_state, include_meta)
     out = io.StringIO()
     fields = ["tag", "components"] + (STATUS_COLUMNS if include_state else []) + (

@@ -16,13 +16,101 @@ from .settings import settings
 
 def map(func: Callable, args: Iterable[Any], map_options: Optional[MapOptions] = None,
         tag: Optional[str] = None, quiet: bool = False) -> Map:
-    """Map ``func`` over ``args``: one component per element, called as ``func(arg)``."""
+    """Map a function over an iterable: one component per element, each run as ``func(arg)``.
+
+    Parameters
+    ----------
+    func : callable
+        The function to run. It is serialized with cloudpickle, so it may be a lambda or a
+        function defined in a notebook.
+    args : iterable
+        The inputs, one per component.
+    map_options : MapOptions, optional
+        How the components run: resources, input files, retries, engine-specific options.
+    tag : str, optional
+        The map's name. Without one, a random tag is chosen and the map is *transient*:
+        ``htmap.clean()`` removes it.
+    quiet : bool, optional
+        Do not print "Created map ..." in an interactive session. Default ``False``.
+
+    Returns
+    -------
+    Map
+        The new map; its components are already submitted.
+
+    Raises
+    ------
+    htmap.exceptions.EmptyMap
+        If there are no inputs.
+    htmap.exceptions.InvalidTag
+        If ``tag`` is not a valid tag.
+    htmap.exceptions.TagAlreadyExists
+        If a map with ``tag`` exists already.
+    htmap.exceptions.CannotPickle
+        If the function or an input cannot be serialized.
+    htmap.exceptions.InvalidOption
+        If a map option has a value htmap cannot use.
+    htmap.exceptions.MisalignedInputData
+        If a per-component option does not have one value per component.
+
+    Examples
+    --------
+    >>> m = htmap.map(lambda x: 2 * x, range(10), tag="doubles")
+    >>> list(m)
+    [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]
+    """
     return create_map(func, ((( a,), {}) for a in args), map_options=map_options, tag=tag, quiet=quiet)
 
 
 def starmap(func: Callable, args: Optional[Iterable[Tuple]] = None, kwargs: Optional[Iterable[Dict[str, Any]]] = None,
             map_options: Optional[MapOptions] = None, tag: Optional[str] = None, quiet: bool = False) -> Map:
-    """One component per pair of (args, kwargs), zipped longest; a missing side is () / {}."""
+    """Map a function over positional and keyword arguments: one component per ``(args, kwargs)``.
+
+    ``args`` and ``kwargs`` are zipped, the shorter one padded: a component whose positional
+    arguments are missing gets ``()``, one whose keyword arguments are missing gets ``{}``.
+
+    Parameters
+    ----------
+    func : callable
+        The function to run, called as ``func(*a, **k)`` for each component.
+    args : iterable of tuple, optional
+        Positional arguments, one tuple per component.
+    kwargs : iterable of dict, optional
+        Keyword arguments, one dict per component.
+    map_options : MapOptions, optional
+        How the components run: resources, input files, retries, engine-specific options.
+    tag : str, optional
+        The map's name. Without one, a random tag is chosen and the map is *transient*:
+        ``htmap.clean()`` removes it.
+    quiet : bool, optional
+        Do not print "Created map ..." in an interactive session. Default ``False``.
+
+    Returns
+    -------
+    Map
+        The new map; its components are already submitted.
+
+    Raises
+    ------
+    htmap.exceptions.EmptyMap
+        If there are no inputs.
+    htmap.exceptions.InvalidTag
+        If ``tag`` is not a valid tag.
+    htmap.exceptions.TagAlreadyExists
+        If a map with ``tag`` exists already.
+    htmap.exceptions.CannotPickle
+        If the function or an input cannot be serialized.
+    htmap.exceptions.InvalidOption
+        If a map option has a value htmap cannot use.
+    htmap.exceptions.MisalignedInputData
+        If a per-component option does not have one value per component.
+
+    Examples
+    --------
+    >>> m = htmap.starmap(pow, args=[(2, 3), (3, 2)], kwargs=[{}, {"mod": 5}])
+    >>> list(m)
+    [8, 4]
+    """
     if args is None:
         args = ()
     if kwargs is None:
@@ -33,7 +121,30 @@ def starmap(func: Callable, args: Optional[Iterable[Tuple]] = None, kwargs: Opti
 
 
 class MapBuilder:
-    """Collects calls inside a ``with`` block and submits them as one map on clean exit."""
+    """Build a map call by call inside a ``with`` block; the map is submitted when the block ends.
+
+    Calling the builder records one component with the arguments given. If the block raises,
+    nothing is submitted. Usually made by ``htmap.build_map``.
+
+    Parameters
+    ----------
+    func : callable
+        The function to run for each recorded call.
+    map_options : MapOptions, optional
+        How the components run: resources, input files, retries, engine-specific options.
+    tag : str, optional
+        The map's name. Without one, a random tag is chosen and the map is *transient*:
+        ``htmap.clean()`` removes it.
+    quiet : bool, optional
+        Do not print "Created map ..." in an interactive session. Default ``False``.
+
+    Examples
+    --------
+    >>> with htmap.build_map(double, tag="doubles") as builder:
+    ...     for x in range(10):
+    ...         builder(x)
+    >>> m = builder.map
+    """
 
     def __init__(self, func: Callable, map_options: Optional[MapOptions] = None, tag: Optional[str] = None,
                  quiet: bool = False):
@@ -60,6 +171,7 @@ class MapBuilder:
 
     @property
     def map(self) -> Map:
+        """The map, once the ``with`` block has ended; ``htmap.exceptions.NoMapYet`` inside the block."""
         if self._map is None:
             raise exceptions.NoMapYet("the map is created when the with-block ends; use .map after it")
         return self._map
@@ -67,11 +179,40 @@ class MapBuilder:
 
 def build_map(func: Callable, map_options: Optional[MapOptions] = None, tag: Optional[str] = None,
               quiet: bool = False) -> MapBuilder:
+    """A ``MapBuilder`` for ``func``: record calls inside a ``with`` block, submitted as one map at its end.
+
+    Parameters
+    ----------
+    func : callable
+        The function to run for each recorded call.
+    map_options : MapOptions, optional
+        How the components run: resources, input files, retries, engine-specific options.
+    tag : str, optional
+        The map's name. Without one, a random tag is chosen and the map is *transient*:
+        ``htmap.clean()`` removes it.
+    quiet : bool, optional
+        Do not print "Created map ..." in an interactive session. Default ``False``.
+
+    Returns
+    -------
+    MapBuilder
+        Use it as a context manager; call it once per component.
+    """
     return MapBuilder(func, map_options=map_options, tag=tag, quiet=quiet)
 
 
 class MappedFunction:
-    """A function with ``.map``, ``.starmap`` and ``.build_map`` that still calls normally."""
+    """A function that can be mapped: it has ``map``, ``starmap`` and ``build_map`` methods and
+    still works as a plain function when called. Made by the ``htmap.mapped`` decorator.
+
+    Parameters
+    ----------
+    func : callable
+        The function.
+    map_options : MapOptions, optional
+        Options used by every map of this function; options given to a single map are merged
+        over them (see ``MapOptions.merge``).
+    """
 
     def __init__(self, func: Callable, map_options: Optional[MapOptions] = None):
         self.func = func
@@ -89,19 +230,101 @@ class MappedFunction:
 
     def map(self, args: Iterable[Any], tag: Optional[str] = None, map_options: Optional[MapOptions] = None,
             quiet: bool = False) -> Map:
+        """Map the function over an iterable, as ``htmap.map`` does.
+
+        Parameters
+        ----------
+        args : iterable
+            The inputs, one per component.
+        tag : str, optional
+            The map's name. Without one, a random tag is chosen and the map is *transient*:
+            ``htmap.clean()`` removes it.
+        map_options : MapOptions, optional
+            Options for this map, merged over the function's own.
+        quiet : bool, optional
+            Do not print "Created map ..." in an interactive session. Default ``False``.
+
+        Returns
+        -------
+        Map
+            The new map.
+        """
         return map(self.func, args, map_options=self._options(map_options), tag=tag, quiet=quiet)
 
     def starmap(self, args=None, kwargs=None, tag: Optional[str] = None, map_options: Optional[MapOptions] = None,
                 quiet: bool = False) -> Map:
+        """Map the function over positional and keyword arguments, as ``htmap.starmap`` does.
+
+        Parameters
+        ----------
+        args : iterable of tuple, optional
+            Positional arguments, one tuple per component.
+        kwargs : iterable of dict, optional
+            Keyword arguments, one dict per component.
+        tag : str, optional
+            The map's name. Without one, a random tag is chosen and the map is *transient*:
+            ``htmap.clean()`` removes it.
+        map_options : MapOptions, optional
+            Options for this map, merged over the function's own.
+        quiet : bool, optional
+            Do not print "Created map ..." in an interactive session. Default ``False``.
+
+        Returns
+        -------
+        Map
+            The new map.
+        """
         return starmap(self.func, args, kwargs, map_options=self._options(map_options), tag=tag, quiet=quiet)
 
     def build_map(self, tag: Optional[str] = None, map_options: Optional[MapOptions] = None,
                   quiet: bool = False) -> MapBuilder:
+        """A ``MapBuilder`` for the function, as ``htmap.build_map`` gives.
+
+        Parameters
+        ----------
+        tag : str, optional
+            The map's name. Without one, a random tag is chosen and the map is *transient*:
+            ``htmap.clean()`` removes it.
+        map_options : MapOptions, optional
+            Options for this map, merged over the function's own.
+        quiet : bool, optional
+            Do not print "Created map ..." in an interactive session. Default ``False``.
+
+        Returns
+        -------
+        MapBuilder
+            Use it as a context manager; call it once per component.
+        """
         return build_map(self.func, map_options=self._options(map_options), tag=tag, quiet=quiet)
 
 
 def mapped(func: Optional[Callable] = None, *, map_options: Optional[MapOptions] = None):
-    """``@mapped``, ``@mapped()`` or ``@mapped(map_options=...)``."""
+    """Decorator that makes a function a ``MappedFunction``.
+
+    Use it bare (``@htmap.mapped``) or with options
+    (``@htmap.mapped(map_options=htmap.MapOptions(request_memory="2GB"))``).
+
+    Parameters
+    ----------
+    func : callable, optional
+        The function, when used bare.
+    map_options : MapOptions, optional
+        Options used by every map of the function.
+
+    Returns
+    -------
+    MappedFunction or callable
+        The mapped function; or, when called without ``func``, a decorator that makes one.
+
+    Examples
+    --------
+    >>> @htmap.mapped(map_options=htmap.MapOptions(request_memory="2GB"))
+    ... def double(x):
+    ...     return 2 * x
+    >>> double(4)
+    8
+    >>> m = double.map(range(10))
+    """
     if func is None:
         return lambda f: MappedFunction(f, map_options=map_options)
     return MappedFunction(func, map_options=map_options)
@@ -167,7 +390,7 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
         raise exceptions.HTMapException(f"the function to map must be callable, not {type(func).__name__}")
     defaults = MapOptions(**settings.get("MAP_OPTIONS", {}) or {})
     options = MapOptions.merge(defaults, map_options)
-    engine_name, _why = engines.resolve_name(str(settings["ENGINE"]))
+    engine_name, engine_why = engines.resolve_name(str(settings["ENGINE"]))
     delivery.check_delivery_method(str(settings["DELIVERY_METHOD"]))
     transient = tag is None
     if tag is None:
@@ -229,9 +452,16 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
             store.remove_tree(final)
             mapstore.release_tag(tag, uid)
     m = Map.load(tag)
-    if not quiet and _interactive():
-        print(f"Created map {tag} with {n} components")
+    if not quiet:
+        _say_created(tag, n, engine_name, engine_why)
     return m
+
+
+def _say_created(tag: str, n: int, engine_name: str, why: str) -> None:
+    """Every new map says where it went (stdout in a terminal or notebook, else stderr, so that a
+    script's own output stays clean); ``quiet=True`` silences it."""
+    print(f"Created map {tag} with {n} component{'s' if n != 1 else ''} on the {engine_name} engine ({why})",
+          file=sys.stdout if _interactive() else sys.stderr)
 
 
 def _free_random_tag() -> str:

@@ -17,6 +17,13 @@ from .state import FINISHED, ComponentStatus, MapState
 
 READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)  # the folded state is a cache: skip saving it
 SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map runs
+SETTLE_SECONDS = 30.0  # at most this long an act waits for the map's state to show it
+# what each act leaves a component as, once the scheduler has carried it out
+SETTLED: Dict[Action, frozenset] = {
+    Action.HOLD: FINISHED | {ComponentStatus.HELD, ComponentStatus.UNMATERIALIZED},
+    Action.RELEASE: frozenset(set(ComponentStatus) - {ComponentStatus.HELD}),
+    Action.REMOVE: FINISHED,
+}
 
 
 def _alive(func):
@@ -55,7 +62,18 @@ class Poller:
 
 
 class ComponentLogs:
-    """``m.stdout[i]`` (non-blocking) and ``m.stdout.get(i, timeout)``."""
+    """The standard output or standard error of a map's components, as ``Map.stdout`` / ``Map.stderr``.
+
+    ``m.stdout[i]`` returns what component ``i`` has written so far, without waiting;
+    ``m.stdout.get(i, timeout)`` waits for the component to finish first.
+
+    Parameters
+    ----------
+    map : Map
+        The map whose logs these are.
+    stream : {"stdout", "stderr"}
+        Which of the two streams.
+    """
 
     def __init__(self, map: "Map", stream: str):
         self._map = map
@@ -84,6 +102,29 @@ class ComponentLogs:
         )
 
     def get(self, component: int, timeout: Optional[float] = None) -> str:
+        """The text of one component's stream, once the component has finished.
+
+        Parameters
+        ----------
+        component : int
+            The component's index.
+        timeout : float, optional
+            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+
+        Returns
+        -------
+        str
+            Everything the component wrote to the stream (an empty string if it wrote nothing).
+
+        Raises
+        ------
+        htmap.exceptions.TimeoutError
+            If the component has not finished within ``timeout`` seconds.
+        htmap.exceptions.MapComponentHeld
+            If the component is held while waiting.
+        IndexError
+            If the map has no such component.
+        """
         self._map._wait_finished(component, timeout)
         return self[component]
 
@@ -92,7 +133,16 @@ class ComponentLogs:
 
 
 class OutputFiles:
-    """``m.output_files[i]``: the directory holding component i's output files."""
+    """The output files of a map's components, as ``Map.output_files``.
+
+    ``m.output_files[i]`` is the directory holding the files component ``i`` sent back (with
+    ``transfer_output_files``); ``m.output_files.get(i, timeout)`` waits for the component first.
+
+    Parameters
+    ----------
+    map : Map
+        The map whose output files these are.
+    """
 
     def __init__(self, map: "Map"):
         self._map = map
@@ -102,6 +152,27 @@ class OutputFiles:
         return self._map._dir / "output_files" / str(component)
 
     def get(self, component: int, timeout: Optional[float] = None) -> Path:
+        """The directory of one component's output files, once the component has finished.
+
+        Parameters
+        ----------
+        component : int
+            The component's index.
+        timeout : float, optional
+            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+
+        Returns
+        -------
+        pathlib.Path
+            The directory; it may be empty or missing if the component sent no files back.
+
+        Raises
+        ------
+        htmap.exceptions.TimeoutError
+            If the component has not finished within ``timeout`` seconds.
+        htmap.exceptions.MapComponentHeld
+            If the component is held while waiting.
+        """
         self._map._wait_finished(component, timeout)
         return self[component]
 
@@ -110,7 +181,32 @@ class OutputFiles:
 
 
 class Map(Sequence):
-    """A map of a function over inputs; outputs come back in component order."""
+    """A map: one function applied to many inputs, each call (a *component*) run as a batch job.
+
+    A map is persistent and named by its *tag*: it lives under ``HTMAP_DIR`` until removed, and
+    any process on the submit machine can get it back with ``htmap.load(tag)``. It behaves as a
+    read-only sequence of the components' outputs, in input order: ``m[i]`` without waiting,
+    ``m.get(i)`` waiting, ``list(m)`` waiting for all.
+
+    Maps are made by ``htmap.map``, ``htmap.starmap``, ``htmap.build_map`` or a mapped function,
+    and loaded by ``htmap.load`` / ``Map.load``; do not call the constructor yourself.
+
+    Parameters
+    ----------
+    uid : str
+        The map's unique id, which never changes (the tag may).
+    directory : pathlib.Path
+        The map's directory in the map store.
+    meta : dict
+        The map's metadata as stored in that directory (tag, size, engine, ...).
+
+    Attributes
+    ----------
+    stdout : ComponentLogs
+        Each component's standard output: ``m.stdout[i]`` or ``m.stdout.get(i, timeout)``.
+    stderr : ComponentLogs
+        Each component's standard error, in the same way.
+    """
 
     _instances: Dict[str, "Map"] = {}
 
@@ -137,7 +233,28 @@ class Map(Sequence):
     # -- loading ----------------------------------------------------------------
     @classmethod
     def load(cls, tag: str) -> "Map":
-        """The map with this tag; the same object each time in one process."""
+        """Load the map with this tag.
+
+        In one process, loading a tag again gives back the same ``Map`` object.
+
+        Parameters
+        ----------
+        tag : str
+            The map's tag.
+
+        Returns
+        -------
+        Map
+            The map.
+
+        Raises
+        ------
+        htmap.exceptions.TagNotFound
+            If no map has this tag (or it is still being created).
+        htmap.exceptions.MapIsDamaged
+            If a file of the map (or its tag file) cannot be read; ``htmap.remove(tag, force=True)``
+            deletes it.
+        """
         info = mapstore.examine(tag)
         if info.state == "damaged":
             raise exceptions.MapIsDamaged(mapstore.damaged_hint(tag, info.problem or ""))
@@ -158,26 +275,35 @@ class Map(Sequence):
     # -- identity ---------------------------------------------------------------
     @property
     def tag(self) -> str:
+        """The map's tag: its name, unique among the maps in ``HTMAP_DIR``."""
         return self._tag
 
     @property
     def uid(self) -> str:
+        """The map's unique id; unlike the tag, it never changes."""
         return self._uid
 
     @property
     def exists(self) -> bool:
+        """``True`` until the map is removed (by this or any other process)."""
         return not self._removed and (self._dir / "map.json").exists()
 
     @_alive_property
     def is_transient(self) -> bool:
+        """``True`` if the map was created without a tag and has not been retagged since.
+
+        ``htmap.clean()`` removes transient maps.
+        """
         return bool(self._meta.get("transient"))
 
     @_alive_property
     def engine(self) -> str:
+        """The name of the engine that runs this map: ``"local"``, ``"htcondor"`` or ``"slurm"``."""
         return self._meta["engine"]
 
     @_alive_property
     def components(self) -> Tuple[int, ...]:
+        """The component indices, ``(0, 1, ..., len(map) - 1)``."""
         return tuple(range(len(self)))
 
     def __len__(self) -> int:
@@ -200,7 +326,30 @@ class Map(Sequence):
 
     @_alive
     def plot(self, path=None, **kwargs: Any):
-        """Draw each component's time idle and running, and a histogram of run times."""
+        """Draw when each component waited and ran, and a histogram of run times.
+
+        Needs matplotlib (the ``plot`` extra).
+
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            Save the figure to this file (its suffix picks the format). Without it the figure is made
+            through pyplot, so Jupyter shows it inline.
+        **kwargs
+            Passed on to the plotting function: ``figsize`` (inches), ``max_components`` (at most
+            this many rows are drawn; bigger maps are sampled evenly; default 1000), ``title`` and
+            ``dpi``.
+
+        Returns
+        -------
+        matplotlib.figure.Figure
+            The figure.
+
+        Raises
+        ------
+        htmap.plotting.PlottingUnavailable
+            If matplotlib is not installed.
+        """
         from .plotting import plot_map
 
         return plot_map(self, path, **kwargs)
@@ -265,11 +414,19 @@ class Map(Sequence):
 
     @_alive_property
     def component_statuses(self) -> List[ComponentStatus]:
+        """The status of each component, as a list of ``ComponentStatus`` in component order."""
         self._refresh()
         return [self._state.status_of(c) for c in range(len(self))]
 
     @_alive
     def components_by_status(self) -> Dict[ComponentStatus, Tuple[int, ...]]:
+        """The components grouped by status.
+
+        Returns
+        -------
+        dict of ComponentStatus to tuple of int
+            For each status that at least one component has, the components that have it.
+        """
         self._refresh()
         out = {}
         for status in ComponentStatus:
@@ -280,11 +437,25 @@ class Map(Sequence):
 
     @_alive
     def status_counts(self) -> Dict[ComponentStatus, int]:
+        """How many components have each status.
+
+        Returns
+        -------
+        dict of ComponentStatus to int
+            A count for every status, zero included.
+        """
         self._refresh()
         return self._state.counts()
 
     @_alive
     def status(self) -> str:
+        """A one-line summary of the map's status.
+
+        Returns
+        -------
+        str
+            For example ``"Map squares (10 components): COMPLETED = 7 | RUNNING = 3"``.
+        """
         counts = self.status_counts()
         parts = [f"{s.value} = {counts[s]}" for s in ComponentStatus if counts.get(s)]
         return f"Map {self.tag} ({len(self)} components): {' | '.join(parts)}"
@@ -368,7 +539,33 @@ class Map(Sequence):
 
     @_alive
     def get(self, component: int, timeout: Optional[float] = None) -> Any:
-        """The output of a component, waiting for it (up to ``timeout`` seconds)."""
+        """The output of a component, waiting for it to finish.
+
+        Parameters
+        ----------
+        component : int
+            The component's index.
+        timeout : float, optional
+            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+
+        Returns
+        -------
+        object
+            What the function returned for this component's input.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            If the component raised an exception or failed; the error report is attached.
+        htmap.exceptions.MapComponentHeld
+            If the component is held.
+        htmap.exceptions.TimeoutError
+            If the component has not finished within ``timeout`` seconds.
+        htmap.exceptions.OutputNotFound
+            If the component ended without output (for example, it was removed).
+        IndexError
+            If the map has no such component.
+        """
         self._wait_finished(component, timeout)
         found, value = self._try_output(component)
         if not found:  # perhaps rerun meanwhile by another process: look again
@@ -383,7 +580,31 @@ class Map(Sequence):
 
     @_alive
     def get_err(self, component: int, timeout: Optional[float] = None) -> ComponentError:
-        """The error report of a component that failed (waiting for it to finish)."""
+        """The error report of a component that failed, waiting for it to finish.
+
+        Parameters
+        ----------
+        component : int
+            The component's index.
+        timeout : float, optional
+            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+
+        Returns
+        -------
+        ComponentError
+            The component's error report.
+
+        Raises
+        ------
+        htmap.exceptions.InvalidOutputStatus
+            If the component completed without error.
+        htmap.exceptions.OutputNotFound
+            If the component ended without output.
+        htmap.exceptions.MapComponentHeld
+            If the component is held.
+        htmap.exceptions.TimeoutError
+            If the component has not finished within ``timeout`` seconds.
+        """
         self._wait_finished(component, timeout)
         try:
             kind, payload = jobfiles.read_output(self._output_path(component))
@@ -395,7 +616,27 @@ class Map(Sequence):
 
     @_alive
     def iter(self, timeout: Optional[float] = None) -> Iterator[Any]:
-        """Outputs in component order, waiting for each."""
+        """The outputs in component order, waiting for each in turn.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            How many seconds to wait at most for each component. ``None`` waits as long as it takes.
+
+        Yields
+        ------
+        object
+            Each component's output.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            When the next component raised an exception or failed.
+        htmap.exceptions.MapComponentHeld
+            When the next component is held.
+        htmap.exceptions.TimeoutError
+            When a component does not finish within ``timeout`` seconds.
+        """
         for component in range(len(self)):
             yield self.get(component, timeout=timeout)
 
@@ -404,17 +645,81 @@ class Map(Sequence):
 
     @_alive
     def iter_with_inputs(self, timeout: Optional[float] = None) -> Iterator[Tuple[Tuple[Tuple, Dict], Any]]:
+        """The inputs and outputs in component order, waiting for each in turn.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            How many seconds to wait at most for each component. ``None`` waits as long as it takes.
+
+        Yields
+        ------
+        tuple
+            ``((args, kwargs), output)`` for each component.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            When the next component raised an exception or failed.
+        htmap.exceptions.MapComponentHeld
+            When the next component is held.
+        htmap.exceptions.TimeoutError
+            When a component does not finish within ``timeout`` seconds.
+        """
         for inputs, component in zip(self.iter_inputs(), range(len(self))):
             yield inputs, self.get(component, timeout=timeout)
 
     @_alive
     def iter_as_available(self, timeout: Optional[float] = None) -> Iterator[Any]:
-        """Outputs in the order components finish."""
+        """The outputs in the order the components finish.
+
+        Components that end without output (removed ones) are skipped.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            How many seconds to wait at most for the whole map. ``None`` waits as long as it takes.
+
+        Yields
+        ------
+        object
+            Each component's output, as soon as it is there.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            When a finished component raised an exception or failed.
+        htmap.exceptions.MapComponentHeld
+            When a component is held.
+        htmap.exceptions.TimeoutError
+            When the map has not finished within ``timeout`` seconds.
+        """
         for _component, value in self._iter_finished(timeout):
             yield value
 
     @_alive
     def iter_as_available_with_inputs(self, timeout: Optional[float] = None):
+        """The inputs and outputs in the order the components finish.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            How many seconds to wait at most for the whole map. ``None`` waits as long as it takes.
+
+        Yields
+        ------
+        tuple
+            ``((args, kwargs), output)`` for each component, as soon as it is there.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            When a finished component raised an exception or failed.
+        htmap.exceptions.MapComponentHeld
+            When a component is held.
+        htmap.exceptions.TimeoutError
+            When the map has not finished within ``timeout`` seconds.
+        """
         for component, value in self._iter_finished(timeout):
             yield jobfiles.read_input(self._dir / "inputs", component), value
 
@@ -440,7 +745,13 @@ class Map(Sequence):
 
     @_alive
     def iter_inputs(self) -> Iterator[Tuple[Tuple, Dict[str, Any]]]:
-        """Each component's (args, kwargs), in order."""
+        """The inputs of the components, in component order.
+
+        Returns
+        -------
+        iterator of tuple
+            ``(args, kwargs)`` for each component: how the function is called for it.
+        """
         return jobfiles.iter_inputs(self._dir / "inputs")
 
     @_alive
@@ -448,9 +759,25 @@ class Map(Sequence):
              holds_ok: bool = False, errors_ok: bool = False) -> None:
         """Block until every component has finished.
 
-        Raises MapComponentError on the first error unless ``errors_ok``, and
-        MapComponentHeld on the first hold unless ``holds_ok`` (then held components
-        count as finished for waiting).
+        Parameters
+        ----------
+        timeout : float, optional
+            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+        show_progress_bar : bool, optional
+            Show a progress bar (a widget in Jupyter, text elsewhere). Default ``False``.
+        holds_ok : bool, optional
+            Count held components as finished instead of raising. Default ``False``.
+        errors_ok : bool, optional
+            Count errored components as finished instead of raising. Default ``False``.
+
+        Raises
+        ------
+        htmap.exceptions.MapComponentError
+            As soon as a component has errored, unless ``errors_ok``.
+        htmap.exceptions.MapComponentHeld
+            As soon as a component is held, unless ``holds_ok``.
+        htmap.exceptions.TimeoutError
+            If the map has not finished within ``timeout`` seconds.
         """
         from .progress import progress_bar
 
@@ -485,7 +812,7 @@ class Map(Sequence):
     # -- reports ----------------------------------------------------------------
     @_alive_property
     def errors(self) -> List[ComponentError]:
-        """Error reports of the components that errored so far (never waits)."""
+        """The error reports (``ComponentError``) of the components that have errored so far; never waits."""
         self._refresh()
         out = []
         for component in self._state.with_status(ComponentStatus.ERRORED):
@@ -499,16 +826,31 @@ class Map(Sequence):
 
     @_alive
     def error_reports(self) -> List[str]:
+        """The readable error reports of the components that have errored so far; never waits.
+
+        Returns
+        -------
+        list of str
+            One report per errored component, as ``ComponentError.report()`` gives it.
+        """
         return [e.report() for e in self.errors]
 
     @_alive_property
     def holds(self) -> Dict[int, ComponentHold]:
+        """The held components and why they are held: ``{component: ComponentHold}``."""
         self._refresh()
         return {c: ComponentHold(code, reason) for c, (reason, code) in sorted(self._state.holds.items())
                 if self._state.status_of(c) is ComponentStatus.HELD}
 
     @_alive
     def hold_report(self) -> str:
+        """A table of the held components, their hold codes and reasons.
+
+        Returns
+        -------
+        str
+            The table, or a sentence saying that no component is held.
+        """
         holds = self.holds
         if not holds:
             return f"map {self.tag} has no held components"
@@ -519,12 +861,13 @@ class Map(Sequence):
 
     @_alive_property
     def memory_usage(self) -> List[int]:
-        """Peak resident memory of each component, in MB."""
+        """The peak resident memory of each component, in MB (0 for those that have not run)."""
         self._refresh()
         return list(self._state.memory_mb)
 
     @_alive_property
     def runtime(self) -> List[datetime.timedelta]:
+        """How long each component ran, as a list of ``datetime.timedelta`` in component order."""
         self._refresh()
         return [datetime.timedelta(seconds=s) for s in self._state.runtime]
 
@@ -546,6 +889,7 @@ class Map(Sequence):
 
     @_alive_property
     def output_files(self) -> OutputFiles:
+        """The output files of each component: ``m.output_files[i]`` is a directory (see ``OutputFiles``)."""
         return OutputFiles(self)
 
     # -- control ----------------------------------------------------------------
@@ -558,48 +902,170 @@ class Map(Sequence):
         return out
 
     def _act(self, action: Action, components: Optional[Sequence[int]], reason: Optional[str] = None) -> None:
-        self._engine.act(self._job, action, self._targets(components), reason)
+        targets = self._targets(components)
+        self._engine.act(self._job, action, targets, reason)
         wait = getattr(self._engine, "wait_for_control", None)
         if wait is not None:
             wait(self._job)
+        if self._engine.acts_settle_later:
+            self._settle(action, targets)
+
+    def _settle(self, action: Action, components: Optional[List[int]]) -> None:
+        """Wait (a while) until the folded state shows the act, so that no stale status (a hold
+        just released) is read right after it. Engines whose acts reach their event stream later
+        than the act returns (HTCondor's job event log) need this."""
+        settled = SETTLED.get(action)
+        if settled is None:
+            return
+        poller = Poller(SETTLE_SECONDS)
+        while True:
+            progressed = self._refresh()
+            if self._state.all_in(settled, components) or poller.expired():
+                return
+            poller.sleep(progressed)
 
     @_alive
     def hold(self, components: Optional[Sequence[int]] = None, reason: Optional[str] = None) -> None:
+        """Hold components: they stop (if running) and will not run until released.
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+        reason : str, optional
+            The hold reason shown by ``Map.holds`` and ``htmap reasons``.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here.
+        """
         self._act(Action.HOLD, components, reason)
 
     @_alive
     def release(self, components: Optional[Sequence[int]] = None) -> None:
+        """Release held components, so that they run again.
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here.
+        """
         self._act(Action.RELEASE, components)
 
     @_alive
     def pause(self, components: Optional[Sequence[int]] = None) -> None:
+        """Suspend running components in place (SUSPENDED) until they are resumed.
+
+        Components that are not running are not affected. On Slurm, suspending needs operator
+        rights.
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here.
+        """
         self._act(Action.PAUSE, components)
 
     @_alive
     def resume(self, components: Optional[Sequence[int]] = None) -> None:
+        """Resume suspended components: they continue where they were paused.
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here.
+        """
         self._act(Action.RESUME, components)
 
     @_alive
     def vacate(self, components: Optional[Sequence[int]] = None) -> None:
+        """Stop running components and put them back in the queue, to run again from the start (or
+        from their last checkpoint).
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here.
+        """
         self._act(Action.VACATE, components)
 
     @_alive
     def set_memory(self, memory: Any, components: Optional[Sequence[int]] = None) -> None:
-        """Change the memory request (MB, or a size like "4GB") of components not yet finished."""
+        """Change the memory request of components that have not finished.
+
+        Parameters
+        ----------
+        memory : int or str
+            The new request: a number of MB, or a size such as ``"4GB"``.
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.InvalidOption
+            If ``memory`` is not a size.
+        """
         from .options import parse_size
 
         self._engine.edit(self._job, "request_memory", parse_size(memory, "MB", "memory"), self._targets(components))
 
     @_alive
     def set_disk(self, disk: Any, components: Optional[Sequence[int]] = None) -> None:
-        """Change the disk request (KB, or a size like "10GB") of components not yet finished."""
+        """Change the disk request of components that have not finished.
+
+        Parameters
+        ----------
+        disk : int or str
+            The new request: a number of KB, or a size such as ``"10GB"``.
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.InvalidOption
+            If ``disk`` is not a size.
+        """
         from .options import parse_size
 
         self._engine.edit(self._job, "request_disk", parse_size(disk, "KB", "disk"), self._targets(components))
 
     @_alive
     def set_runtime(self, runtime: Any, components: Optional[Sequence[int]] = None) -> None:
-        """Change the runtime limit (seconds, or "2h") of components for their next run."""
+        """Change the runtime limit of components, for their next run.
+
+        Parameters
+        ----------
+        runtime : int or str
+            The new limit: seconds, or a duration such as ``"90s"``, ``"2h"`` or ``"01:30:00"``.
+        components : sequence of int, optional
+            The component indices to act on. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.InvalidOption
+            If ``runtime`` is not a duration.
+        """
         from .options import parse_duration
 
         self._engine.edit(self._job, "max_runtime", parse_duration(runtime), self._targets(components))
@@ -608,8 +1074,23 @@ class Map(Sequence):
     def remove(self, force: bool = False, components: Optional[Sequence[int]] = None) -> None:
         """Stop every component and delete the map and all its files.
 
-        With ``components``, only stop those (they become REMOVED; rerun brings them back)
-        and keep the map."""
+        With ``components``, only those components are stopped (they become REMOVED, and
+        ``rerun`` brings them back); the map is kept. After removing the whole map, this object can
+        no longer be used.
+
+        Parameters
+        ----------
+        force : bool, optional
+            Delete the map's files even if its engine could not be told to stop the components.
+            Default ``False``.
+        components : sequence of int, optional
+            Stop only these components and keep the map.
+
+        Raises
+        ------
+        htmap.exceptions.CannotControlMap
+            If the map's engine cannot be reached from here (and ``force`` is not given).
+        """
         if components is not None:
             self._act(Action.REMOVE, components, "removed by the user")
             return
@@ -626,7 +1107,18 @@ class Map(Sequence):
 
     @_alive
     def rerun(self, components: Optional[Sequence[int]] = None) -> None:
-        """Run finished components again (all of them when ``components`` is None)."""
+        """Run finished components again; their old outputs and logs are deleted.
+
+        Parameters
+        ----------
+        components : sequence of int, optional
+            The components to run again. ``None`` (the default) means every component.
+
+        Raises
+        ------
+        htmap.exceptions.CannotRerunComponents
+            If any of the components has not finished.
+        """
         self._refresh()
         targets = list(range(len(self))) if components is None else self._targets(components)
         unfinished = [c for c in targets if not self._state.is_finished(c)]
@@ -662,7 +1154,20 @@ class Map(Sequence):
 
     @_alive
     def retag(self, new_tag: str) -> None:
-        """Give the map a new tag; a retagged map is no longer transient."""
+        """Give the map a new tag. A retagged map is no longer transient.
+
+        Parameters
+        ----------
+        new_tag : str
+            The new tag.
+
+        Raises
+        ------
+        htmap.exceptions.InvalidTag
+            If ``new_tag`` is not a valid tag.
+        htmap.exceptions.TagAlreadyExists
+            If another map already has ``new_tag``.
+        """
         if new_tag == self._tag:
             return
         mapstore.rename_tag(self._tag, new_tag, self._uid)

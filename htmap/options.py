@@ -7,7 +7,7 @@ import difflib
 import os
 import re
 import warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import exceptions
 
@@ -204,7 +204,82 @@ def _is_per_component(value: Any) -> bool:
 
 
 class MapOptions(collections.UserDict):
-    """Options for a map's components; a str applies to all, a list gives one per component."""
+    """Options for a map's components: resources, files, retries, and batch-system options.
+
+    A dict of options. For the keyword options a single value applies to every component, and a
+    list or tuple gives one value per component (its length must be the number of components).
+    Values are checked when given, so a bad size or duration fails at once. Omitted options (or
+    ``None``) are not set. Options given as the ``MAP_OPTIONS`` setting apply to every map; those
+    of a mapped function and those of one map are merged (see ``merge``).
+
+    Parameters
+    ----------
+    fixed_input_files : str, os.PathLike, TransferPath or list of them, optional
+        Files sent to every component's working directory: local paths, URLs
+        (``root://``, ``https://``, ...) or ``TransferPath`` objects. A directory ending in ``/``
+        sends its contents.
+    input_files : list, optional
+        Files for each component: one entry per component, each a single file or a list of files.
+    output_remaps : dict or list of dict, optional
+        Where output files go instead of ``Map.output_files``: ``{name in the working directory:
+        destination path, URL or TransferPath}``, for all components, or a list with one dict per
+        component.
+    custom_options : dict, optional
+        Custom job attributes. On HTCondor they become ``MY.<key>`` attributes (keys may be
+        written ``foo``, ``+foo`` or ``MY.foo``); on Slurm, extra ``#SBATCH --<key>=<value>``
+        lines (``{"constraint": "haswell", "exclusive": True}``).
+    request_memory : int or str, optional
+        Memory per component: MB, or a size such as ``"2GB"`` or ``"512 MB"``. The local engine
+        holds a component that uses more; HTCondor and Slurm receive it as their memory request.
+    request_disk : int or str, optional
+        Disk space per component: KB, or a size such as ``"10GB"``.
+    request_cpus : int, optional
+        CPU cores per component. On the local engine a component takes that many of the
+        ``LOCAL.MAX_WORKERS`` slots.
+    max_runtime : int or str, optional
+        How long a run may last: seconds, or a duration such as ``"90s"``, ``"20m"``, ``"2h"``,
+        ``"1d"`` or ``"01:30:00"``. A component running longer is held (Slurm: its time limit).
+    max_retries : int, optional
+        How many times a component is started again after hitting its memory or time limit, being
+        killed or being evicted (and after raising one of ``retry_exceptions``). Default: never.
+    retry_memory_factor : float, optional
+        On each retry after running out of memory, multiply ``request_memory`` by this (at least
+        1; ``2`` doubles it).
+    retry_exceptions : exception class, name, or list of them, optional
+        Python exceptions after which a component is also retried (within ``max_retries``), as
+        classes (``OSError``) or names (``"OSError"``). One value for the whole map.
+    requirements : str, optional
+        An HTCondor requirements expression. When options are merged, requirements are ANDed,
+        also with the delivery method's and ``HTCONDOR.REQUIREMENTS``.
+    max_running : int, optional
+        Slurm: at most this many components of each job array run at once (the ``%N`` throttle).
+    credentials : str, optional
+        HTCondor: ``"kerberos"`` forwards the user's Kerberos credentials to the components
+        (also the setting ``HTCONDOR.CREDENTIALS``).
+    partition, account, qos : str, optional
+        Slurm's partition, account and quality of service (else ``SLURM.PARTITION``,
+        ``SLURM.ACCOUNT``, ``SLURM.QOS``).
+    **kwargs
+        Any other option. The HTCondor engine passes it on as a submit descriptor (``getenv``,
+        ``accounting_group``, ``max_idle``, ``docker_image``, ...).
+
+    Raises
+    ------
+    htmap.exceptions.InvalidOption
+        If a value cannot be used (a size, duration or count that is not one).
+    htmap.exceptions.ReservedOptionKeyword
+        If a key is one htmap sets itself (``executable``, ``arguments``, ``log``, ``output``, ...).
+
+    Examples
+    --------
+    >>> opts = htmap.MapOptions(
+    ...     request_memory="2GB",                      # every component
+    ...     max_runtime=["1h", "1h", "4h"],            # one per component
+    ...     max_retries=3, retry_memory_factor=2,      # 2GB -> 4GB -> 8GB -> 16GB
+    ...     fixed_input_files=["calib.json"],
+    ... )
+    >>> m = htmap.map(analyse, ["a", "b", "c"], map_options=opts)
+    """
 
     def __init__(
         self,
@@ -213,9 +288,27 @@ class MapOptions(collections.UserDict):
         input_files: Optional[Iterable[Any]] = None,
         output_remaps: Optional[Union[Mapping[str, Any], Iterable[Mapping[str, Any]]]] = None,
         custom_options: Optional[Mapping[str, Any]] = None,
+        request_memory: Optional[Union[int, str, Sequence[Union[int, str]]]] = None,
+        request_disk: Optional[Union[int, str, Sequence[Union[int, str]]]] = None,
+        request_cpus: Optional[Union[int, str, Sequence[Union[int, str]]]] = None,
+        max_runtime: Optional[Union[int, str, Sequence[Union[int, str]]]] = None,
+        max_retries: Optional[Union[int, Sequence[int]]] = None,
+        retry_memory_factor: Optional[Union[float, Sequence[float]]] = None,
+        retry_exceptions: Optional[Union[str, type, Iterable[Union[str, type]]]] = None,
+        requirements: Optional[Union[str, Sequence[str]]] = None,
+        max_running: Optional[int] = None,
+        credentials: Optional[str] = None,
+        partition: Optional[Union[str, Sequence[str]]] = None,
+        account: Optional[Union[str, Sequence[str]]] = None,
+        qos: Optional[Union[str, Sequence[str]]] = None,
         **kwargs: Any,
     ):
         super().__init__()
+        named = dict(request_memory=request_memory, request_disk=request_disk, request_cpus=request_cpus,
+                     max_runtime=max_runtime, max_retries=max_retries, retry_memory_factor=retry_memory_factor,
+                     retry_exceptions=retry_exceptions, requirements=requirements, max_running=max_running,
+                     credentials=credentials, partition=partition, account=account, qos=qos)
+        kwargs = {**{k: v for k, v in named.items() if v is not None}, **kwargs}
         self.fixed_input_files: List[Any] = _file_entries(fixed_input_files, "fixed_input_files")
         self.input_files: Optional[List[Any]] = list(input_files) if input_files is not None else None
         self.output_remaps = output_remaps
@@ -242,12 +335,36 @@ class MapOptions(collections.UserDict):
         return f"MapOptions({', '.join(f'{k}={v!r}' for k, v in {**self.data, **extra}.items())})"
 
     def copy(self) -> "MapOptions":
+        """A deep copy of the options.
+
+        Returns
+        -------
+        MapOptions
+            The copy; changing it leaves these options as they are.
+        """
         return copy.deepcopy(self)
 
     @classmethod
     def merge(cls, base: Optional["MapOptions"], override: Optional["MapOptions"]) -> "MapOptions":
-        """``override`` wins; input files concatenate; requirements are ANDed. Neither is mutated.
-        Either may be a dict of options."""
+        """Merge two sets of options; ``override`` wins. Neither is changed.
+
+        Keyword options of ``override`` replace those of ``base``, except ``requirements``, which
+        are ANDed. ``fixed_input_files`` are concatenated; ``input_files`` and ``output_remaps`` of
+        ``override`` replace those of ``base`` if given; ``custom_options`` are merged key by key.
+
+        Parameters
+        ----------
+        base : MapOptions or None
+            The options to start from (for example, those of a mapped function).
+        override : MapOptions or None
+            The options that take precedence (for example, those given to one map).
+            Either may also be a dict of options.
+
+        Returns
+        -------
+        MapOptions
+            The merged options.
+        """
         base, override = as_map_options(base), as_map_options(override)
         base = base.copy() if base is not None else cls()
         if override is None:

@@ -31,6 +31,7 @@ MAX_REPR = 200
 TAIL_BYTES = 4000
 CHECKPOINT_DIR = "_htmap_checkpoint"
 TRANSFER_DIR = "_htmap_transfer"
+HELPERS_FILE = "execution.py"  # htmap/execution.py, shipped beside the runner to nodes without htmap
 
 try:
     import cloudpickle
@@ -240,6 +241,27 @@ def python_mismatch_hint():
             % (made_by, platform.python_version(), sys.executable, here))
 
 
+def provide_htmap_helpers(directory):
+    """Where htmap itself is not installed (a node with only Python and cloudpickle), make
+    ``import htmap`` give mapped functions what they call while running (``htmap.checkpoint``,
+    ``htmap.transfer_output_files``): the helpers module shipped beside the runner."""
+    if "htmap" in sys.modules:
+        return
+    import importlib.util
+
+    path = os.path.join(directory, HELPERS_FILE)
+    if not os.path.exists(path) or importlib.util.find_spec("htmap") is not None:
+        return
+    spec = importlib.util.spec_from_file_location("htmap", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.dont_write_bytecode, before = True, sys.dont_write_bytecode  # no __pycache__ in the scratch dir
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.dont_write_bytecode = before
+    sys.modules["htmap"] = module
+
+
 def load_and_run(func_file, inputs, component, scratch, func=None, input_bytes=None):
     """Everything that can go wrong before or in user code ends in a report, not a crash."""
     if cloudpickle is None:
@@ -341,6 +363,7 @@ def main(argv):
         sys.stderr.write(__doc__)
         return 2
     func_file, inputs, component, output_dir = argv[0], argv[1], int(argv[2]), argv[3]
+    provide_htmap_helpers(os.path.dirname(os.path.abspath(__file__)))
     data = load_and_run(func_file, inputs, component, os.getcwd())
     write_output_or_failure(output_dir, component, data, scratch=os.getcwd())
     return 0

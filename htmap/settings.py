@@ -109,7 +109,23 @@ def _merge(base: Dict[str, Any], over: Mapping[str, Any]) -> Dict[str, Any]:
 
 
 class Settings:
-    """An ordered stack of nested dicts; earlier layers win."""
+    """htmap's settings: a stack of nested dicts (layers); a key is looked up in each in turn.
+
+    ``htmap.settings`` is the one htmap uses. Keys are dotted paths into the nested dicts
+    (``settings["HTCONDOR.SCHEDD"]``); assignment writes to the first layer. The layers of
+    ``htmap.settings`` are, from first to last: changes made at runtime, ``~/.htmaprc``,
+    ``HTMAP_*`` environment variables, and htmap's defaults.
+
+    Parameters
+    ----------
+    *layers : dict
+        The layers, highest precedence first. Without any, one empty layer.
+
+    Attributes
+    ----------
+    maps : list of dict
+        The layers.
+    """
 
     def __init__(self, *layers: Dict[str, Any], file_error: Optional[str] = None):
         self.maps: List[Dict[str, Any]] = list(layers) or [{}]
@@ -134,6 +150,20 @@ class Settings:
         )
 
     def get(self, key: str, default: Any = None) -> Any:
+        """The value of a setting, or a default if it has none.
+
+        Parameters
+        ----------
+        key : str
+            The setting's dotted name, e.g. ``"LOCAL.MAX_WORKERS"``.
+        default : object, optional
+            What to return if the setting has no value. Default ``None``.
+
+        Returns
+        -------
+        object
+            The value; a dict (all layers merged) for a key naming a group of settings.
+        """
         try:
             return self[key]
         except exceptions.MissingSetting:
@@ -151,33 +181,89 @@ class Settings:
         return iter(self.to_dict())
 
     def to_dict(self) -> Dict[str, Any]:
-        """All layers merged, highest precedence applied last."""
+        """All layers merged into one nested dict.
+
+        Returns
+        -------
+        dict
+            The merged settings (a new dict; changing it changes nothing).
+        """
         out: Dict[str, Any] = {}
         for layer in reversed(self.maps):
             _merge(out, layer)
         return out
 
     def replace(self, other: Union["Settings", Dict[str, Any]]) -> None:
-        """Take ``other``'s layers (copies: changing these settings later leaves ``other`` as it was)."""
+        """Replace all layers with copies of another settings object's layers.
+
+        Later changes to these settings leave ``other`` as it was.
+
+        Parameters
+        ----------
+        other : Settings or dict
+            The layers to add: a ``Settings`` object's layers, or one nested dict.
+        """
         layers = other.maps if isinstance(other, Settings) else [other]
         self.maps = [copy.deepcopy(layer) for layer in layers]
         self.file_error = other.file_error if isinstance(other, Settings) else None
 
     def append(self, other: Union["Settings", Dict[str, Any]]) -> None:
-        """Add layers below the existing ones (lowest precedence)."""
+        """Add layers below the existing ones (lowest precedence).
+
+        Parameters
+        ----------
+        other : Settings or dict
+            The layers to add: a ``Settings`` object's layers, or one nested dict.
+        """
         self.maps.extend(other.maps if isinstance(other, Settings) else [other])
 
     def prepend(self, other: Union["Settings", Dict[str, Any]]) -> None:
-        """Add layers above the existing ones (highest precedence)."""
+        """Add layers above the existing ones (highest precedence).
+
+        Parameters
+        ----------
+        other : Settings or dict
+            The layers to add: a ``Settings`` object's layers, or one nested dict.
+        """
         self.maps[:0] = other.maps if isinstance(other, Settings) else [other]
 
     @classmethod
     def load(cls, path: Union[str, Path]) -> "Settings":
+        """Read settings from a TOML file, as one layer.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The TOML file.
+
+        Returns
+        -------
+        Settings
+            Settings with the file's contents as their only layer.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the file does not exist.
+        """
         with open(path, "rb") as f:
             return cls(tomllib.load(f))
 
     def save(self, path: Union[str, Path, None] = None, *, layer: int = 0) -> Path:
-        """Write one layer (by default the runtime one) as TOML, atomically."""
+        """Write one layer as a TOML file, atomically.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path, optional
+            The file. Default ``~/.htmaprc`` (or what ``HTMAPRC`` names).
+        layer : int, optional
+            Which layer to write. Default 0, the changes made at runtime.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+        """
         path = Path(path) if path is not None else rc_path()
         store.write_text_atomic(path, to_toml(self.maps[layer]))
         if path == rc_path():

@@ -11,13 +11,38 @@ import pickle
 import zlib
 from array import array
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from . import store
 from .engines.base import ComponentEvent, EventKind
 
 
 class ComponentStatus(str, enum.Enum):
+    """The status of a map component.
+
+    A ``str`` enum: ``ComponentStatus.RUNNING == "RUNNING"``.
+
+    Attributes
+    ----------
+    UNKNOWN
+        Nothing is known yet (for example, just after submission).
+    UNMATERIALIZED
+        Submitted, but the batch system has not made a job of it yet.
+    IDLE
+        Waiting to run.
+    RUNNING
+        Running.
+    REMOVED
+        Removed (``Map.remove(components=...)``); ``Map.rerun`` brings it back.
+    COMPLETED
+        Finished, with an output.
+    HELD
+        Stopped until released, by the user or because of a problem (the hold reason says which).
+    SUSPENDED
+        Paused while running.
+    ERRORED
+        Finished by raising an exception or failing; it has an error report.
+    """
     UNKNOWN = "UNKNOWN"
     UNMATERIALIZED = "UNMATERIALIZED"
     IDLE = "IDLE"
@@ -30,6 +55,13 @@ class ComponentStatus(str, enum.Enum):
 
     @classmethod
     def display_statuses(cls) -> Tuple["ComponentStatus", ...]:
+        """The statuses shown in status tables, in their display order.
+
+        Returns
+        -------
+        tuple of ComponentStatus
+            IDLE, RUNNING, HELD, SUSPENDED, COMPLETED, ERRORED, REMOVED.
+        """
         return (cls.IDLE, cls.RUNNING, cls.HELD, cls.SUSPENDED, cls.COMPLETED, cls.ERRORED, cls.REMOVED)
 
     def __str__(self) -> str:
@@ -254,6 +286,13 @@ class MapState:
 
     def all_finished(self) -> bool:
         return self.status.translate(None, _FINISHED_CODES) == b""
+
+    def all_in(self, statuses: Iterable[ComponentStatus], components: Optional[Sequence[int]] = None) -> bool:
+        """Whether every component (or each of ``components``) has one of ``statuses``."""
+        codes = bytes(CODE[s] for s in statuses)
+        if components is None:
+            return self.status.translate(None, codes) == b""
+        return all(self.status[c] in codes for c in components)
 
     def unfinished(self) -> List[int]:
         return [i for i, code in enumerate(self.status) if code not in _FINISHED_CODES]

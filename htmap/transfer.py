@@ -14,11 +14,29 @@ from . import exceptions
 
 
 class TransferPath:
-    """A path to transfer into a component's working directory, locally or from a URL.
+    """A file or directory to transfer into a component's working directory, local or remote.
 
+    Give ``TransferPath`` objects as (parts of) a component's arguments, or in the
+    ``fixed_input_files`` / ``input_files`` map options: the file is transferred. In an
+    argument, the function receives the path of the copy in its working directory instead.
     ``TransferPath("data/in.txt")`` is a local file; ``TransferPath("/store/f.root",
     protocol="root", location="eosuser.cern.ch")`` is ``root://eosuser.cern.ch//store/f.root``.
-    Attribute access is forwarded to the path (``.name``, ``.touch()``, ``.write_text()``).
+    Other attributes are those of the underlying path (``.name``, ``.suffix``,
+    ``.read_text()``), and ``/`` joins like ``pathlib``.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The path; a local one is made absolute (``~`` is expanded), a remote one is kept as given.
+    protocol : str, optional
+        A URL scheme (``"root"``, ``"https"``, ``"osdf"``, ...). Without it the path is local.
+    location : str, optional
+        The host (and port) of the URL, e.g. ``"eosuser.cern.ch"``. Needs ``protocol``.
+
+    Raises
+    ------
+    ValueError
+        If ``location`` is given without ``protocol``.
     """
 
     def __init__(self, path: Any, protocol: Optional[str] = None, location: Optional[str] = None):
@@ -33,13 +51,35 @@ class TransferPath:
 
     @classmethod
     def cwd(cls) -> "TransferPath":
+        """The current working directory, as a local ``TransferPath``.
+
+        Returns
+        -------
+        TransferPath
+            The directory.
+        """
         return cls(Path.cwd())
 
     @classmethod
     def home(cls) -> "TransferPath":
+        """The user's home directory, as a local ``TransferPath``.
+
+        Returns
+        -------
+        TransferPath
+            The directory.
+        """
         return cls(Path.home())
 
     def as_url(self) -> str:
+        """The path as a URL.
+
+        Returns
+        -------
+        str
+            ``file:///...`` for a local path, else ``protocol://location/path`` (XRootD's
+            ``root://host//abs/path`` form for ``protocol="root"``).
+        """
         if self.protocol is None:
             return self.path.as_uri()
         path = str(self.path)
@@ -48,7 +88,13 @@ class TransferPath:
         return f"{self.protocol}://{self.location or ''}/{path}"
 
     def spec(self) -> str:
-        """What engines receive: a plain absolute path for local files, else the URL."""
+        """How the path is given to engines.
+
+        Returns
+        -------
+        str
+            A plain absolute path for a local file, else the URL.
+        """
         if self.protocol is None or self.protocol == "file":
             return str(self.path)
         return self.as_url()

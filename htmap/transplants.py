@@ -18,7 +18,23 @@ from .settings import htmap_dir, settings
 
 @dataclasses.dataclass(frozen=True)
 class Transplant:
-    """One packed installation: its content hash, tarball, creation time, size and packages."""
+    """A packed Python installation, kept for the ``transplant`` delivery method.
+
+    Get them from ``htmap.transplants()``.
+
+    Parameters
+    ----------
+    hash : str
+        The hash of the installation's contents, which names it.
+    path : pathlib.Path
+        The tarball.
+    created : datetime.datetime
+        When it was packed.
+    size : int
+        The tarball's size in bytes.
+    packages : tuple of str
+        The packages installed in it, as ``pip freeze`` lists them (empty if unknown).
+    """
 
     hash: str
     path: Path
@@ -28,6 +44,23 @@ class Transplant:
 
     @classmethod
     def load(cls, path: Path) -> "Transplant":
+        """Describe the packed installation in this tarball.
+
+        Parameters
+        ----------
+        path : str or pathlib.Path
+            The tarball.
+
+        Returns
+        -------
+        Transplant
+            Its description.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the tarball does not exist.
+        """
         path = Path(path)
         stat = path.stat()
         try:
@@ -53,7 +86,15 @@ def transplant_dir() -> Path:
 
 
 def transplants() -> Tuple[Transplant, ...]:
-    """The packed installations, oldest first."""
+    """The packed Python installations kept for the ``transplant`` delivery method.
+
+    They are kept in ``TRANSPLANT.DIR``, else in ``HTMAP_DIR/transplants``.
+
+    Returns
+    -------
+    tuple of Transplant
+        The installations, oldest first.
+    """
     try:
         paths = [p for p in transplant_dir().iterdir()
                  if p.name.startswith(delivery.TRANSPLANT_PREFIX) and p.name.endswith(delivery.TRANSPLANT_SUFFIX)]
@@ -69,7 +110,14 @@ def transplants() -> Tuple[Transplant, ...]:
 
 
 def transplant_info() -> str:
-    """A readable list of the packed installations, numbered as ``htmap transplants remove`` takes them."""
+    """A readable list of the packed Python installations.
+
+    Returns
+    -------
+    str
+        One numbered entry per installation (the numbers ``htmap transplants remove`` takes),
+        with hash, creation time, size, path and packages.
+    """
     entries = []
     for index, t in enumerate(transplants()):
         packages = textwrap.fill(", ".join(t.packages) or "(unknown)", width=100, subsequent_indent="    ",

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test,htcondor,plot]'
+# docs: tests/test_docs.py builds the documentation as scripts/build-docs.sh does (warnings fail)
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test,htcondor,plot,docs]'
 
 # The Slurm tests need the project's single-node cluster; without root or apt they are
 # skipped (tests/slurm/conftest.py says why) and everything else still runs.

@@ -122,6 +122,9 @@ class Engine(abc.ABC):
     """Runs job sets. Subclasses are thin; the shared core does the rest."""
 
     name: str = ""
+    # True when an act's events reach ``read_events`` some time after ``act`` returns: the core
+    # then waits until its state shows the act before returning to the user
+    acts_settle_later: bool = False
 
     def __init__(self, settings: Optional[Dict[str, Any]] = None):
         self.settings: Dict[str, Any] = dict(settings or {})
@@ -130,6 +133,14 @@ class Engine(abc.ABC):
     def available(cls) -> Tuple[bool, str]:
         """Whether this engine can run here, and a sentence saying why (for ``htmap info``)."""
         return True, ""
+
+    @classmethod
+    def installed(cls) -> str:
+        """What shows that this engine's scheduler is installed here ("" when nothing does).
+
+        ``ENGINE = "auto"`` never falls back to the local engine past an installed scheduler
+        that cannot be used: that would run a cluster's workload on a login node."""
+        return ""
 
     def check(self, job: JobSet) -> None:
         """Reject what this engine cannot run, before anything is submitted."""

@@ -68,7 +68,7 @@ def test_basic_description_is_htmap_shaped_and_accepted(make_job, scheduler):
         "MY.component": "$(component)",
         "MY.IsHTMapJob": "true",
         "MY.HTMapJobId": f'"{job.job_id}"',
-        "transfer_input_files": f"{jobfiles.runner_path()},{d}/func,{e}/inputs/$(component).in,{d}/func.source.json",
+        "transfer_input_files": f"{jobfiles.runner_path()},{jobfiles.runner_path().with_name('execution.py')},{d}/func,{e}/inputs/$(component).in,{d}/func.source.json",
         "transfer_output_files": "$(component).out,_htmap_user_transfer/$(component),_htmap_checkpoint",
         "transfer_output_remaps": f'"$(component).out={d}/outputs/$(component).out"',
         "on_exit_hold": "(ExitBySignal =?= true) || (ExitCode =!= 0 && ExitCode =!= 86)",
@@ -95,7 +95,7 @@ def test_options_files_custom_and_requirements(make_job, scheduler, tmp_path):
         [1, 2],
         fixed={"request_memory": 2048, "request_cpus": 2, "requirements": 'OpSys == "LINUX"', "getenv": True},
         per_component={"request_disk": [100, 200], "requirements": ["Memory > 1", ""]},
-        custom={"JobFlavour": '"espresso"', "Project": "atlas", "Weight": 3, "Nice": [True, False]},
+        custom={"JobFlavour": '"espresso"', "Project": '"atlas"', "Weight": 3, "Nice": [True, False]},
         fixed_input_files=[str(tmp_path / "data") + "/", "root://eos.example//f.root", "file:///etc/hosts"],
         input_files=[["rel.txt"], []],
         output_remaps=[{"big.h5": "root://eos.example//out/0.h5"}, {}],
@@ -182,7 +182,8 @@ def run_wrapper(job, component, tmp_path, *args, env=None):
     """Run the job's wrapper as an execute node would: a scratch dir with the transferred files."""
     scratch = tmp_path / f"scratch{component}"
     scratch.mkdir()
-    for src in (jobfiles.runner_path(), job.directory / "func", job.engine_dir / "inputs" / f"{component}.in",
+    for src in (jobfiles.runner_path(), jobfiles.runner_path().with_name("execution.py"), job.directory / "func",
+                job.engine_dir / "inputs" / f"{component}.in",
                 job.engine_dir / "htmap_exec.sh"):
         (scratch / src.name).write_bytes(src.read_bytes())
     proc = subprocess.run(["sh", "htmap_exec.sh", str(component), *args], cwd=scratch, capture_output=True,
@@ -408,7 +409,7 @@ def test_transplant_packs_once_per_content_and_runs(make_job, scheduler, tmp_pat
     job = make_job([20], settings=settings)
     HTCondorEngine(settings, scheduler=scheduler, transplant_prefix=prefix).submit(job)
     desc, _ = submitted(scheduler)
-    assert desc["transfer_input_files"].split(",")[3] == str(changed)  # cached tarball, no repack
+    assert desc["transfer_input_files"].split(",")[4] == str(changed)  # cached tarball, no repack
     assert 'TARGET.OpSys == "LINUX"' in desc["requirements"]
     htcondor2.Submit(desc)
     scratch = tmp_path / "scratch0"
@@ -432,7 +433,7 @@ def test_transplant_alternate_input_path(make_job, scheduler, tmp_path):
     HTCondorEngine(settings, scheduler=scheduler, transplant_prefix=prefix).submit(job)
     desc, _ = submitted(scheduler)
     name = hdelivery.transplant_name(hdelivery.prefix_fingerprint(prefix))
-    assert desc["transfer_input_files"].split(",")[3] == f"osdf:///ospool/ap20/data/jdoe/{name}"
+    assert desc["transfer_input_files"].split(",")[4] == f"osdf:///ospool/ap20/data/jdoe/{name}"
     assert not (tmp_path / "htmap" / "transplants").exists()  # ASSUME_EXISTS: nothing packed
 
 
@@ -469,7 +470,7 @@ def test_checkpoint_kept_when_the_run_does_not_finish(make_job, scheduler, tmp_p
     fresh = tmp_path / "restart"
     fresh.mkdir()
     shutil.copytree(scratch / "_htmap_checkpoint", fresh / "_htmap_checkpoint")
-    for name in ("runner.py", "func", "0.in", "htmap_exec.sh"):
+    for name in ("runner.py", "execution.py", "func", "0.in", "htmap_exec.sh"):
         shutil.copyfile(scratch / name, fresh / name)
     proc = subprocess.run(["sh", "htmap_exec.sh", "0"], cwd=fresh, capture_output=True, text=True, timeout=60,
                           env=node_env())
@@ -526,7 +527,7 @@ def test_large_maps_ship_inputs_in_chunks(make_job, scheduler, tmp_path, monkeyp
     assert expand_for(desc, items[5], "arguments") == '"-c _htmap_chunk_4 4 5"'
     assert expand_for(desc, items[0], "arguments") == "\"-c _htmap_chunk_0 0 0 'r.txt'\""
     tif = expand_for(desc, items[9], "transfer_input_files").split(",")
-    assert tif[2:4] == [f"{job.engine_dir}/inputs/_htmap_chunk_8.data", f"{job.engine_dir}/inputs/_htmap_chunk_8.index"]
+    assert tif[3:5] == [f"{job.engine_dir}/inputs/_htmap_chunk_8.data", f"{job.engine_dir}/inputs/_htmap_chunk_8.index"]
     htcondor2.Submit(desc)
     # on the "node": the wrapper takes component 5's input out of its chunk
     scratch = tmp_path / "scratch5"
@@ -544,3 +545,28 @@ def test_large_maps_ship_inputs_in_chunks(make_job, scheduler, tmp_path, monkeyp
     engine.submit(job, [5])
     desc, items = submitted(scheduler)
     assert desc["arguments"] == "$(component)" and (job.engine_dir / "inputs" / "5.in").exists()
+
+
+def test_custom_options_are_classad_expressions_as_in_htmap_0_6(make_job, scheduler):
+    job = make_job([1], custom={"SendCredential": "true", "Answer": "42", "JobFlavour": '"espresso"',
+                                "Ratio": 0.5, "Flag": False, "Expr": "RequestMemory * 2"})
+    HTCondorEngine(job.settings, scheduler=scheduler).submit(job)
+    desc, _items = submitted(scheduler)
+    assert desc["MY.SendCredential"] == "true" and desc["MY.Answer"] == "42"
+    assert desc["MY.JobFlavour"] == '"espresso"' and desc["MY.Ratio"] == "0.5" and desc["MY.Flag"] == "false"
+    assert desc["MY.Expr"] == "RequestMemory * 2"
+
+
+@pytest.mark.parametrize("value", ["espresso workday", '"unclosed', "1 +"])
+def test_a_custom_option_that_is_no_classad_expression_is_refused_naming_key_and_quoting(make_job, scheduler, value):
+    job = make_job([1], custom={"JobFlavour": value})
+    with pytest.raises(exceptions.InvalidOption) as e:
+        HTCondorEngine(job.settings, scheduler=scheduler).check(job)
+    assert "'JobFlavour'" in str(e.value) and "custom_options=" in str(e.value)
+    assert scheduler.calls == []
+
+
+def test_a_bare_word_custom_option_warns_that_it_is_no_string(make_job, scheduler):
+    job = make_job([1], custom={"JobFlavour": "espresso"})
+    with pytest.warns(UserWarning, match=r"""JobFlavour.*'"espresso"'"""):
+        HTCondorEngine(job.settings, scheduler=scheduler).check(job)

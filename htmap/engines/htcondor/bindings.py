@@ -6,7 +6,9 @@ recording fake with the same methods.
 """
 from __future__ import annotations
 
-import threading
+import subprocess
+import sys
+from pathlib import Path
 from typing import Dict, List, Optional, Protocol, Tuple
 
 from ... import exceptions
@@ -49,7 +51,12 @@ def _location(htcondor2, kind: str, name: str, collector: str):
         return None
     coll = htcondor2.Collector(collector) if collector else htcondor2.Collector()
     daemon = getattr(htcondor2.DaemonType, kind)
-    return coll.locate(daemon, name) if name else coll.locate(daemon)
+    location = coll.locate(daemon, name) if name else coll.locate(daemon)
+    if location is None:  # the 25.x bindings answer None, not an error, for an unknown name
+        where = f"the collector {collector!r}" if collector else "the pool's collector"
+        raise exceptions.EngineUnavailable(f"{where} knows no {kind} named {name!r}; check the name "
+                                           f"(condor_status -{kind.lower()} lists them)")
+    return location
 
 
 class HTCondorScheduler:
@@ -102,25 +109,29 @@ def kerberos_error(e: BaseException) -> exceptions.HTMapException:
     )
 
 
+_PING = (
+    "import sys; sys.path.insert(0, sys.argv[1]);"
+    "from htmap.engines.htcondor.bindings import HTCondorScheduler;"
+    "HTCondorScheduler(sys.argv[2], sys.argv[3]).ping()"
+)
+
+
 def probe(scheduler: str = "", collector: str = "", timeout: float = PROBE_TIMEOUT) -> Tuple[bool, str]:
-    """Whether a schedd answers within ``timeout`` seconds (never hangs)."""
+    """Whether a schedd answers within ``timeout`` seconds (never hangs).
+
+    The query runs in a child process: the bindings hold the GIL while they wait, so a
+    thread could not be abandoned on time."""
     try:
         import_htcondor2()
     except exceptions.EngineUnavailable as e:
         return False, str(e)
-    outcome: List[Tuple[bool, str]] = []
-
-    def attempt() -> None:
-        try:
-            HTCondorScheduler(scheduler, collector).ping()
-            where = f"schedd {scheduler!r}" if scheduler else "the local schedd"
-            outcome.append((True, f"{where} answered"))
-        except Exception as e:  # any failure means: not available here
-            outcome.append((False, f"no HTCondor schedd answered ({type(e).__name__}: {e})"))
-
-    worker = threading.Thread(target=attempt, name="htmap-htcondor-probe", daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not outcome:
+    package_parent = str(Path(__file__).resolve().parents[3])
+    try:
+        proc = subprocess.run([sys.executable, "-c", _PING, package_parent, scheduler, collector],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
         return False, f"no HTCondor schedd answered within {timeout:g} s"
-    return outcome[0]
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines()
+        return False, f"no HTCondor schedd answered ({lines[-1] if lines else f'exit status {proc.returncode}'})"
+    return True, f"schedd {scheduler!r} answered" if scheduler else "the local schedd answered"

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from ... import exceptions, store
+from . import deferred
 
 WRAPPER_NAME = "htmap_exec.sh"
 TRANSPLANT_UNPACK_DIR = "_htmap_python"
@@ -58,6 +59,7 @@ _EXTRACT = (
 def wrapper_script(python: str, setup_lines: List[str], method: str) -> str:
     """The job's executable for ``method``, running ``python``."""
     setup = "\n".join(setup_lines)
+    deferred_check = "\n".join(deferred.wrapper_lines())
     return f"""#!/bin/sh
 # htmap job wrapper; delivery method: {method}
 # usage: {WRAPPER_NAME} [-c CHUNK FIRST] COMPONENT [REMAPPED_OUTPUT_NAME ...]
@@ -69,7 +71,11 @@ if [ "$1" = "-c" ]; then
 fi
 C="$1"
 shift
-mkdir -p _htmap_transfer _htmap_checkpoint
+mkdir -p _htmap_transfer _htmap_checkpoint "_htmap_user_transfer/$C"
+# every listed output exists from the start: a vacate transfers them to the spool (the checkpoint
+# with them) and back into the restarted job; an empty COMPONENT.out means "no output yet"
+[ -e "$C.out" ] || : > "$C.out"
+{deferred_check}
 {setup}
 PYTHON={shlex.quote(python)}
 export HTMAP_SUBMIT_PYTHON={platform.python_version()}

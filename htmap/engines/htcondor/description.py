@@ -25,13 +25,14 @@ Every attempt shows in the event log (EVICTED / HELD / RELEASED), hence in the h
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ... import exceptions
 from ...options import and_requirements
 from ..base import JobSet
-from . import sites
+from . import deferred, sites
 from .delivery import RETRY_EXIT_CODE, WRAPPER_NAME
 
 LATE_MATERIALIZATION_THRESHOLD = 10_000  # components in one cluster above which jobs materialize late
@@ -41,6 +42,9 @@ HOLD_RUNNER_EXIT = 1
 HOLD_MEMORY = 2
 HOLD_RUNTIME = 3
 HOLD_RUNNER_SIGNAL = 4
+HOLD_DEFERRED = 5  # held (by htmap hold) before it was a job: see ``deferred``
+HOLD_DEFERRED_REMOVE = 6  # removed before it was a job: the schedd removes it at once
+HOLD_DEFERRED_EDIT = 7  # edited before it was a job: the engine edits and releases it
 HTCONDOR_OUT_OF_MEMORY = 34  # HoldReasonCode of the startd's own memory enforcement
 
 EVENT_LOG = "events"
@@ -48,24 +52,57 @@ INPUTS_DIR = "inputs"
 RESOURCE_KEYS = ("request_memory", "request_disk", "request_cpus")
 CONSUMED_KEYS = frozenset(("max_runtime", "max_retries", "retry_memory_factor", "retry_exceptions"))
 SOURCE_NAME = "func.source.json"
-RESERVED_INPUT_NAMES = frozenset(("runner.py", "func", SOURCE_NAME, WRAPPER_NAME))
+RESERVED_INPUT_NAMES = frozenset(("runner.py", "execution.py", "func", SOURCE_NAME, WRAPPER_NAME))
 _MACRO_SAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def is_late(desc: Dict[str, str]) -> bool:
+    """Whether a description materializes its jobs late (the schedd makes jobs as slots free up)."""
+    return any(k.lower() in ("max_idle", "max_materialize") for k in desc)
 
 
 def classad_string(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def classad_value(value: Any) -> str:
-    """A custom option as a ClassAd literal; strings already in double quotes pass unchanged."""
+def classad_value(key: str, value: Any) -> str:
+    """A custom option as the ClassAd expression it is, as HTMap 0.6 read it: the text after
+    ``=`` in a submit file (``"true"`` a boolean, ``"42"`` an integer, ``'"espresso"'`` a
+    string). Python bool, int and float values become literals. Refuses what does not parse."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
-    text = str(value)
-    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
-        return text  # HTMap 0.6 users wrote custom_options={"JobFlavour": '"espresso"'}
-    return classad_string(text)
+    text = str(value).strip()
+    check_expression(key, text)
+    return text
+
+
+_BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_CLASSAD_LITERALS = frozenset(("true", "false", "undefined", "error"))
+
+
+def check_expression(key: str, text: str) -> None:
+    """Raise ``InvalidOption`` naming ``key`` and the quoting to use unless ``text`` is a ClassAd
+    expression (checked with ``classad2`` where it is installed); warn about a bare word, which is
+    a reference to another attribute, not a string."""
+    quoted = f"""'"{text}"'""" if '"' not in text else repr(text)
+    fix = (f"the value is the text after '=' in a submit file: for the string {text!r} write "
+           f"custom_options={{{key!r}: {quoted}}}; booleans and numbers plainly ('true', '42')")
+    if "\n" in text or not text:
+        raise exceptions.InvalidOption(f"custom_options[{key!r}] = {text!r} is not a ClassAd expression; {fix}")
+    try:
+        import classad2
+    except ImportError:
+        return  # the htcondor engine cannot submit without the bindings anyway
+    try:
+        classad2.ExprTree(text)
+    except Exception as e:
+        raise exceptions.InvalidOption(
+            f"custom_options[{key!r}] = {text!r} is not a ClassAd expression ({e}); {fix}") from None
+    if _BARE_WORD.fullmatch(text) and text.lower() not in _CLASSAD_LITERALS:
+        warnings.warn(f"custom_options[{key!r}] = {text!r} refers to the job attribute {text!r}; it is not "
+                      f"the string {text!r}. If you meant the string, {fix}", UserWarning, stacklevel=2)
 
 
 def descriptor_value(value: Any) -> str:
@@ -182,7 +219,7 @@ class Description:
             per_item("htmap_chunk", (chunks[c][0] for c in components))
         else:
             own_input = str(engine / INPUTS_DIR / "$(component).in")
-        base_inputs = [str(self.runner), str(d / "func"), own_input]
+        base_inputs = [str(self.runner), str(self.runner.with_name("execution.py")), str(d / "func"), own_input]
         base_inputs += self.delivery_inputs
         htmap_files = len(base_inputs)
         if (d / SOURCE_NAME).exists():  # source lines for error reports of script functions
@@ -238,10 +275,10 @@ class Description:
         for key, value in sorted(job.custom.items()):
             if isinstance(value, (list, tuple)):
                 item_key = _item_key("my", key)
-                per_item(item_key, (classad_value(v) for v in (value[c] for c in components)))
+                per_item(item_key, (classad_value(key, v) for v in (value[c] for c in components)))
                 desc[f"MY.{key}"] = f"$({item_key})"
             else:
-                desc[f"MY.{key}"] = classad_value(value)
+                desc[f"MY.{key}"] = classad_value(key, value)
 
         # -- site preset -------------------------------------------------------------
         if self.preset:
@@ -276,6 +313,8 @@ class Description:
         lowered = {k.lower() for k in desc}
         if len(components) > LATE_MATERIALIZATION_THRESHOLD and not lowered & {"max_idle", "max_materialize"}:
             desc["max_idle"] = str(DEFAULT_MAX_IDLE)
+        if is_late(desc):
+            self._deferred_acts(desc)
 
         for key, value in self.custom_descriptors.items():  # registered delivery methods win
             if key == "transfer_input_files" and desc.get(key):
@@ -284,6 +323,23 @@ class Description:
             else:
                 desc[key] = descriptor_value(value) if not isinstance(value, (list, tuple)) else ",".join(map(str, value))
         return desc, items
+
+    def _deferred_acts(self, desc: Dict[str, str]) -> None:
+        """A late cluster's jobs read ``engine/deferred`` when they start (see ``deferred``): the
+        acts meant for them before they were jobs become holds, removals and edits here."""
+        desc["transfer_input_files"] = desc["transfer_input_files"].replace(
+            ",", f",{self.job.directory.absolute() / 'engine' / deferred.FILE_NAME},", 1)
+        exits = ((deferred.HOLD_EXIT, HOLD_DEFERRED, '"held by the user (htmap hold) before it started"'),
+                 (deferred.REMOVE_EXIT, HOLD_DEFERRED_REMOVE, classad_string(deferred.REMOVE_REASON)),
+                 (deferred.EDIT_EXIT, HOLD_DEFERRED_EDIT, classad_string(deferred.EDIT_REASON)))
+        reason, subcode = desc["on_exit_hold_reason"], desc["on_exit_hold_subcode"]
+        for code, sub, why in exits:
+            reason = f"ifThenElse(ExitBySignal =!= true && ExitCode =?= {code}, {why}, {reason})"
+            subcode = f"ifThenElse(ExitBySignal =!= true && ExitCode =?= {code}, {sub}, {subcode})"
+        desc["on_exit_hold_reason"], desc["on_exit_hold_subcode"] = reason, subcode
+        remove = f"(JobStatus == 5) && (HoldReasonCode =?= 3) && (HoldReasonSubCode =?= {HOLD_DEFERRED_REMOVE})"
+        user_remove = desc.get("periodic_remove", "")
+        desc["periodic_remove"] = f"({user_remove}) || ({remove})" if user_remove else remove
 
     @staticmethod
     def _check_input_names(paths: Sequence[str]) -> None:

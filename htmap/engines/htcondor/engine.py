@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -23,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from ... import delivery as delivery_registry
 from ... import exceptions, jobfiles, runner, store
 from ..base import Action, ComponentEvent, Engine, EventKind, JobSet
-from . import bindings, delivery, events, sites
-from .description import EVENT_LOG, INPUTS_DIR, Description
+from . import bindings, deferred, delivery, events, sites
+from .description import EVENT_LOG, HOLD_DEFERRED_EDIT, INPUTS_DIR, Description, is_late
 
 CLUSTERS_FILE = "clusters.json"
 INPUT_CHUNK_THRESHOLD = 10_000  # components in one submission above which inputs travel in chunks
@@ -68,6 +69,7 @@ def map_constraint(job: JobSet, components: Optional[Sequence[int]] = None,
 
 class HTCondorEngine(Engine):
     name = "htcondor"
+    acts_settle_later = True  # the job event log shows holds/releases a moment after the schedd did them
 
     def __init__(self, settings: Optional[Dict[str, Any]] = None, scheduler: Optional[bindings.Scheduler] = None,
                  transplant_prefix: Optional[Path] = None):
@@ -98,6 +100,15 @@ class HTCondorEngine(Engine):
 
         return bindings.probe(str(settings.get("HTCONDOR.SCHEDULER", "") or ""),
                               str(settings.get("HTCONDOR.COLLECTOR", "") or ""))
+
+    @classmethod
+    def installed(cls) -> str:
+        # (importing the bindings sets CONDOR_CONFIG=/dev/null where no configuration is found)
+        if os.environ.get("CONDOR_CONFIG", "/dev/null") not in ("/dev/null", "ONLY_ENV"):
+            return "CONDOR_CONFIG is set"
+        if os.path.exists("/etc/condor"):
+            return "/etc/condor exists"
+        return "condor_submit is on PATH" if shutil.which("condor_submit") else ""
 
     def _htmap_dir(self, job: JobSet) -> Path:
         raw = job.settings.get("HTMAP_DIR") or self.settings.get("HTMAP_DIR") or job.directory.parent.parent
@@ -221,6 +232,9 @@ class HTCondorEngine(Engine):
         chunks = self.write_inputs(job, components)
         desc, items, script = self.build(job, components, chunks)
         write_executable(job.engine_dir / delivery.WRAPPER_NAME, script)
+        if is_late(desc):  # its jobs read what was meant for them before they existed
+            deferred.drop(job.engine_dir, {"hold", "remove"}, components)
+            deferred.add(job.engine_dir, [])
         if desc.get("MY.SendCredential") == "true":
             try:
                 self.scheduler.add_kerberos_credential()
@@ -235,8 +249,7 @@ class HTCondorEngine(Engine):
         except Exception as e:
             raise exceptions.EngineUnavailable(
                 f"the HTCondor schedd refused map {job.name!r} ({type(e).__name__}: {e})") from e
-        late = any(k.lower() in ("max_idle", "max_materialize") for k in desc)
-        self._record_cluster(job, cluster, components, late)
+        self._record_cluster(job, cluster, components, is_late(desc))
 
     def _record_cluster(self, job: JobSet, cluster: int, components: List[int], late: bool) -> None:
         records = read_clusters(job)
@@ -266,7 +279,18 @@ class HTCondorEngine(Engine):
                 stderr_tail=lambda c: jobfiles.tail(job.logs_dir / f"{c}.stderr", 2000),
                 record_failure=lambda c, why, tail: jobfiles.write_failure(job.outputs_dir, c, why, tail),
             )
-            out.extend(folder.fold(parsed))
+            waiting: Dict[str, List[int]] = {deferred.EDIT_REASON: [], deferred.REMOVE_REASON: []}
+            for event in folder.fold(parsed):
+                why = (event.reason or "").split("\n", 1)[0]
+                if event.kind is EventKind.HELD and why in waiting:
+                    waiting[why].append(event.component)  # held only until htmap acts: no hold to show
+                else:
+                    out.append(event)
+            if waiting[deferred.EDIT_REASON]:
+                self.apply_deferred_edits(job, waiting[deferred.EDIT_REASON])
+            if waiting[deferred.REMOVE_REASON]:
+                self.scheduler.act("Remove", map_constraint(job, waiting[deferred.REMOVE_REASON]),
+                                   reason=(deferred.REMOVE_REASON, 0))
             cursor["offset"] = offset
         return out, cursor
 
@@ -279,12 +303,22 @@ class HTCondorEngine(Engine):
         text = reason or f"{action.value} by htmap"
         # the 25.x bindings drop a plain-string reason: always pass (text, code)
         self.scheduler.act(ACTIONS[action], constraint, reason=(text, 0))
-        if action is Action.REMOVE and components is None:
-            # a job spec naming the cluster also removes a late-materialization factory,
-            # which would otherwise go on materializing the components not yet jobs
-            for record in records:
-                if record.get("late"):
-                    self.scheduler.act(ACTIONS[action], str(int(record["cluster"])), reason=(text, 0))
+        late = [int(r["cluster"]) for r in records if r.get("late")]
+        if late and action in (Action.HOLD, Action.RELEASE, Action.REMOVE):
+            self._act_on_unmaterialized(job, action, components, late, text)
+
+    def _act_on_unmaterialized(self, job: JobSet, action: Action, components: Optional[Sequence[int]],
+                               clusters: List[int], reason: str) -> None:
+        """Late clusters: a whole-map act goes to the factory too (a hold of the cluster id pauses
+        it, a release resumes it, a remove ends it); an act on some components waits in
+        ``engine/deferred`` for their jobs."""
+        if action is Action.RELEASE:
+            deferred.drop(job.engine_dir, {"hold"}, components)
+        if components is None:
+            for cluster in clusters:
+                self.scheduler.act(ACTIONS[action], str(cluster), reason=(reason, 0))
+        elif action is not Action.RELEASE:
+            deferred.add(job.engine_dir, [f"{action.value} {c}" for c in components])
 
     def edit(self, job: JobSet, resource: str, value: Any, components: Optional[Sequence[int]] = None) -> None:
         try:
@@ -294,13 +328,30 @@ class HTCondorEngine(Engine):
                 f"the htcondor engine can edit {', '.join(EDITABLE)}, not {resource!r}") from None
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise exceptions.InvalidOption(f"{resource}={value!r} must be a positive whole number")
-        constraint = (map_constraint(job, components, [r["cluster"] for r in read_clusters(job)])
+        records = read_clusters(job)
+        constraint = (map_constraint(job, components, [r["cluster"] for r in records])
                       + " && (JobStatus =!= 4) && (JobStatus =!= 3)")
         if resource == "request_memory" and job.fixed.get("retry_memory_factor"):
-            # escalation reads HTMapRequestMemory: edit the base it grows from
-            self.scheduler.edit(constraint, "HTMapRequestMemory", str(value))
-        else:
+            attr = "HTMapRequestMemory"  # escalation reads HTMapRequestMemory: edit the base it grows from
+        late = any(r.get("late") for r in records)
+        try:
             self.scheduler.edit(constraint, attr, str(value))
+        except Exception:
+            if not late:
+                raise  # (late: perhaps none of them is a job yet; the deferred edit reaches them)
+        if late:  # and the jobs not made yet, when they start
+            who = ["*"] if components is None else [str(c) for c in components]
+            lines = [line for line in deferred.read(job.engine_dir)
+                     if not (line.startswith("set ") and line.split()[1] in who and line.split()[2] == attr)]
+            deferred.write(job.engine_dir, lines + [f"set {c} {attr} {value}" for c in who])
+
+    def apply_deferred_edits(self, job: JobSet, held: Sequence[int]) -> None:
+        """Jobs held because an edit meant for them came before they existed: edit, then release."""
+        for c in held:
+            constraint = map_constraint(job, [c]) + f" && (HoldReasonSubCode =?= {HOLD_DEFERRED_EDIT})"
+            for attr, value in deferred.edits_for(job.engine_dir, c):
+                self.scheduler.edit(constraint, attr, value)
+            self.scheduler.act("Release", constraint, reason=("edited by htmap", 0))
 
     def forget(self, job: JobSet) -> None:
         """Nothing outside the map directory: the event log and records go with it."""

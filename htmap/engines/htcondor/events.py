@@ -110,7 +110,10 @@ class Folder:
         T = self.T
         for event in events:
             etype = event.type
-            if etype in (T.CLUSTER_SUBMIT, T.CLUSTER_REMOVE, T.FACTORY_PAUSED, T.FACTORY_RESUMED):
+            if etype in (T.FACTORY_PAUSED, T.FACTORY_RESUMED):
+                out.extend(self._factory(event, paused=etype == T.FACTORY_PAUSED))
+                continue
+            if etype in (T.CLUSTER_SUBMIT, T.CLUSTER_REMOVE):
                 continue  # cluster-level (late materialization factory) events
             c = self.component_of(event)
             if c is None:
@@ -118,6 +121,8 @@ class Folder:
             t = float(event.timestamp)
             get = event.get
             if etype == T.SUBMIT:
+                made = self.cursor.setdefault("made", {})
+                made[event.cluster] = max(made.get(event.cluster, 0), event.proc + 1)
                 out.append(ComponentEvent(c, EventKind.SUBMITTED, t))
             elif etype == T.EXECUTE:
                 out.append(ComponentEvent(c, EventKind.RUNNING, t))
@@ -160,6 +165,22 @@ class Folder:
             elif etype == T.JOB_RECONNECT_FAILED:
                 out.append(ComponentEvent(c, EventKind.EVICTED, t,
                                           reason=f"reconnect to the execute node failed: {get('Reason', '') or 'unknown'}"))
+        return out
+
+    def _factory(self, event, paused: bool) -> List[ComponentEvent]:
+        """A late cluster's factory paused (a hold of the whole map) or resumed: the components
+        not yet made into jobs are held, or back to waiting to be made."""
+        components = self.clusters.get(event.cluster) or []
+        unmade = components[self.cursor.get("made", {}).get(event.cluster, 0):]
+        t = float(event.timestamp)
+        out = []
+        for first, count in ranges(unmade):
+            if paused:
+                out.append(ComponentEvent(first, EventKind.HELD, t, count=count,
+                                          reason="held by the user (htmap hold) before it was made a job"))
+            else:
+                out.append(ComponentEvent(first, EventKind.RELEASED, t, count=count))
+                out.append(ComponentEvent(first, EventKind.UNMATERIALIZED, t, count=count))
         return out
 
     def _terminated(self, c: int, t: float, event) -> ComponentEvent:

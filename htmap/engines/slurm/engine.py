@@ -35,6 +35,7 @@ import json
 import os
 import secrets
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -259,6 +260,10 @@ class SlurmEngine(Engine):
     @classmethod
     def available(cls) -> Tuple[bool, str]:
         return commands.sbatch_available()
+
+    @classmethod
+    def installed(cls) -> str:
+        return "sbatch is on PATH" if shutil.which("sbatch") else ""
 
     # -- checks ---------------------------------------------------------------------
     def check(self, job: JobSet) -> None:
