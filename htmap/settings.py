@@ -120,11 +120,16 @@ class Settings:
     ----------
     *layers : dict
         The layers, highest precedence first. Without any, one empty layer.
+    file_error : str, optional
+        Why the settings file could not be read. If given, reading any setting raises
+        ``htmap.exceptions.SettingsFileError`` with it (``import htmap`` still works).
 
     Attributes
     ----------
     maps : list of dict
         The layers.
+    file_error : str or None
+        Why the settings file could not be read, or ``None``.
     """
 
     def __init__(self, *layers: Dict[str, Any], file_error: Optional[str] = None):
