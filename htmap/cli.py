@@ -230,12 +230,32 @@ def existing_tags(*patterns: str) -> List[str]:
     return [t for t in htmap.get_tags() if not patterns or any(fnmatch.fnmatchcase(t, p) for p in patterns)]
 
 
-def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, default_all: bool = False) -> List[str]:
+def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, default_all: bool = False,
+                keep_damaged: bool = False) -> List[str]:
     """The tags a command acts on, in order, without repeats.
 
     Standard input is read only when no tag, pattern or ``--all`` was given and it is not
     a terminal. With ``default_all`` (``status``) no selection at all means every map.
+    A damaged map found by ``--all`` or a pattern is left out with a warning (unless
+    ``keep_damaged``): one damaged map never stops a command on the others.
     """
+    named = set(tags)
+    return [t for t in _selected(tags, patterns, all_, default_all)
+            if keep_damaged or t in named or not _damaged(t)]
+
+
+def _damaged(tag: str) -> bool:
+    try:
+        htmap.load(tag)
+    except exceptions.MapIsDamaged as e:
+        _warn_once(str(e))
+        return True
+    except (exceptions.TagNotFound, exceptions.MapWasRemoved):
+        pass
+    return False
+
+
+def _selected(tags: Sequence[str], patterns: Sequence[str], all_: bool, default_all: bool) -> List[str]:
     chosen: List[str] = list(tags)
     if all_:
         chosen += htmap.get_tags()
@@ -316,6 +336,7 @@ def cli(verbose: bool) -> None:
     logger.debug("htmap %s called with %r", htmap.__version__, sys.argv[1:])
     htmap.settings["CLI.IS_CLI"] = True
     warnings.showwarning = _show_warning
+    _warned.clear()  # each command says each warning once
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
@@ -556,7 +577,7 @@ def wait(tags, patterns, all_, timeout, progress) -> None:
               help="Delete the map's files even if its engine cannot be told to stop its components.")
 def remove(tags, patterns, all_, force) -> None:
     """Stop the maps' components and delete the maps."""
-    selected = select_tags(tags, patterns, all_)
+    selected = select_tags(tags, patterns, all_, keep_damaged=force)
     damaged = []
     for tag in selected:  # a damaged map is deleted only with --force (its engine cannot be told to stop it)
         try:

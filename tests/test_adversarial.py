@@ -514,3 +514,16 @@ def test_a_mistyped_option_warns_on_slurm_too(tmp_path):
             SlurmEngine({}).check(job)
         except htmap.exceptions.EngineUnavailable:
             pass  # no Slurm here: the warning came first
+
+
+def test_commands_over_all_maps_skip_a_damaged_one_with_a_warning(isolated_htmap):
+    _damaged_pair(_truncate_job)
+    for args in (["wait", "--all"], ["wait", "-p", "*"], ["errors", "--all"], ["hold", "--all"],
+                 ["release", "--all"]):
+        result = run_cli(*args)
+        assert result.exit_code == 0, (args, result.stderr)
+        assert result.stderr.count("map 'bad' is damaged") == 1, (args, result.stderr)
+    result = run_cli("wait", "bad")  # named: an error, not a silent skip
+    assert result.exit_code == 1 and "map 'bad' is damaged" in result.stderr
+    assert run_cli("remove", "--all", "--force").exit_code == 0
+    assert htmap.get_tags() == ()
