@@ -8,7 +8,7 @@ from .delivery import register_delivery_method
 from .errors import ComponentError, ComponentHold
 from .management import clean, get_tags, load, load_maps, remove, status, status_csv, status_json
 from .mapping import MapBuilder, MappedFunction, build_map, map, mapped, starmap
-from .maps import Map
+from .maps import Map, MapOutputFiles, MapStdErr, MapStdOut
 from .options import MapOptions
 from . import settings as _settings_module
 from .settings import Settings, settings
@@ -53,4 +53,5 @@ __all__ = [
     "load_maps", "map", "mapped", "register_delivery_method", "remove", "settings", "starmap", "status",
     "status_csv", "status_json", "version", "TransferPath", "checkpoint", "transfer_output_files",
     "USER_SETTINGS", "version_info", "Transplant", "transplants", "transplant_info",
+    "MapStdOut", "MapStdErr", "MapOutputFiles",
 ]

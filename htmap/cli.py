@@ -34,6 +34,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import importlib
 
 import click
+import click.shell_completion
 
 import htmap
 from . import exceptions, management, mapstore
@@ -55,7 +56,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a process kill
 
 STATE_COLUMNS = management.STATUS_COLUMNS
 META_COLUMNS = management.META_COLUMNS
-IDENTITY_COLUMNS = ["tag", "engine", "transient", "components"]
+IDENTITY_COLUMNS = management.IDENTITY_COLUMNS
 
 STATUS_COLORS = {
     ComponentStatus.COMPLETED: "green",
@@ -101,6 +102,8 @@ class HTMapGroup(click.Group):
             return super().resolve_command(ctx, args)
         except click.UsageError as e:
             name = args[0] if args else ""
+            if getattr(e, "possibilities", None):  # click >= 8.2 suggests itself
+                raise
             if name and not name.startswith("-") and "Did you mean" not in e.message:
                 close = difflib.get_close_matches(name, self.list_commands(ctx), n=3)
                 if close:
@@ -205,6 +208,41 @@ def _read_stdin_tags() -> List[str]:
         return []
 
 
+class BashComplete(click.shell_completion.BashComplete):
+    """click's bash completion, for words with ``:`` (``htmap path TAG:PART``).
+
+    bash splits ``TAG:ev`` at the ``:`` (it is in ``COMP_WORDBREAKS``) and replaces only the
+    part after it; this joins the parts again for htmap, and gives back only what bash replaces.
+    """
+
+    _cut = ""
+
+    def get_completion_args(self) -> Tuple[List[str], str]:
+        words = click.shell_completion.split_arg_string(os.environ.get("COMP_WORDS", ""))
+        cword = int(os.environ.get("COMP_CWORD", "0"))
+        current = words[cword] if cword < len(words) else ""
+        joined: List[str] = []
+        for i, word in enumerate(words[:cword + 1]):
+            if joined and i > 1 and (word == ":" or joined[-1].endswith(":")):
+                joined[-1] += word
+            else:
+                joined.append(word)
+        if cword >= len(words):
+            joined.append("")
+        incomplete = joined[-1]
+        self._cut = incomplete[:len(incomplete) - len(current)] if incomplete.endswith(current) else ""
+        return joined[1:-1], incomplete
+
+    def format_completion(self, item) -> str:
+        value = item.value
+        if self._cut and value.startswith(self._cut):
+            value = value[len(self._cut):]
+        return f"{item.type},{value}"
+
+
+click.shell_completion.add_completion_class(BashComplete, "bash")
+
+
 def complete_tags(ctx, param, incomplete: str) -> List[str]:
     try:
         return [t for t in htmap.get_tags() if t.startswith(incomplete)]
@@ -268,7 +306,8 @@ def _selected(tags: Sequence[str], patterns: Sequence[str], all_: bool, default_
         if not _stdin_is_tty():
             chosen = _read_stdin_tags()
             if not chosen and not default_all:
-                warn("no tags on standard input; nothing to do")
+                raise click.UsageError("no maps selected: standard input held no tags; give tags, "
+                                       "-p/--pattern GLOB or --all")
         elif default_all:
             chosen = list(htmap.get_tags())
         else:
@@ -324,7 +363,7 @@ def _start_logging() -> None:
 @click.group(cls=HTMapGroup, context_settings=CONTEXT_SETTINGS)
 @click.option("-v", "--verbose", is_flag=True, default=False,
               help="Log what htmap does to stderr, and show tracebacks of unexpected errors.")
-@click.version_option(htmap.__version__, "--version", prog_name="htmap", message="%(prog)s %(version)s")
+@click.version_option(htmap.__version__, "--version", prog_name="htmap", message="%(prog)s version %(version)s")
 def cli(verbose: bool) -> None:
     """htmap: map Python functions onto HTCondor, Slurm or this machine as persistent, named maps.
 
@@ -398,7 +437,7 @@ def _warn_once(message: str) -> None:
 
 
 def _fields(state: bool, meta: bool) -> List[str]:
-    return IDENTITY_COLUMNS + (STATE_COLUMNS if state else []) + (META_COLUMNS if meta else [])
+    return management.record_fields(state, meta)
 
 
 def _map_color(row: Dict[str, Any]) -> Optional[str]:
@@ -415,9 +454,60 @@ def _map_color(row: Dict[str, Any]) -> Optional[str]:
     return None
 
 
+# the text table's columns, by the names --columns takes
+TEXT_COLUMNS = {"tag": "Tag", "components": "Components", **{s.lower(): s for s in STATE_COLUMNS},
+                "data": "Local Data", "memory": "Max Memory", "max_runtime": "Max Runtime",
+                "total_runtime": "Total Runtime"}
+TEXT_COLUMNS_BY_HEADER = {h: k for k, h in TEXT_COLUMNS.items()}
+# what a table too wide for the terminal gives up first: empty status columns, then runtimes, ...
+_DROP_ORDER = [("suspended", True), ("removed", True), ("total_runtime", False), ("max_runtime", False),
+               ("held", True), ("errored", True), ("running", True), ("idle", True), ("data", False),
+               ("memory", False)]
+
+
+def parse_columns(text: Optional[str]) -> Optional[List[str]]:
+    """``--columns a,b,c`` as column names (the tag always first); None for the automatic choice."""
+    if text is None or text.strip().lower() == "auto":
+        return None
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in TEXT_COLUMNS]
+    if unknown or not names:
+        raise click.BadParameter(f"unknown column {', '.join(unknown) or '(none given)'}; choose from "
+                                 f"{', '.join(TEXT_COLUMNS)} (comma-separated), or auto", param_hint="--columns")
+    return ["tag"] + [n for n in names if n != "tag"]
+
+
+def fit_columns(table: List[List[str]], width: int) -> List[int]:
+    """Indexes of the columns kept so that the aligned table fits ``width`` characters."""
+    keys = {TEXT_COLUMNS_BY_HEADER[h]: i for i, h in enumerate(table[0])}
+    kept = list(range(len(table[0])))
+
+    def line_width() -> int:
+        return sum(max(len(r[i]) for r in table) for i in kept) + 2 * (len(kept) - 1)
+
+    for key, only_if_empty in _DROP_ORDER:
+        if line_width() <= width:
+            break
+        i = keys.get(key)
+        if i is None or (only_if_empty and any(r[i] != "0" for r in table[1:])):
+            continue
+        kept.remove(i)
+    return kept
+
+
 def format_status_text(rows: List[Dict[str, Any]], state: bool, meta: bool, color: bool,
-                       width: Optional[int] = None) -> List[str]:
+                       width: Optional[int] = None, columns: Optional[List[str]] = None,
+                       fit: Optional[int] = None) -> List[str]:
+    """The status table's lines: ``columns`` by name, or those that fit ``fit`` characters."""
     table = management.status_cells(rows, state, meta, mark_transient=True)
+    if columns is not None:
+        headers = [TEXT_COLUMNS[c] for c in columns]
+        kept = [table[0].index(h) for h in headers if h in table[0]]
+    elif fit:
+        kept = fit_columns(table, fit)
+    else:
+        kept = list(range(len(table[0])))
+    table = [[r[i] for i in kept] for r in table]
     lines = aligned_table(table, [False] + [True] * (len(table[0]) - 1))
     if width:  # --live: a wrapped line would break redrawing in place
         lines = [line[:width].rstrip() for line in lines]
@@ -440,7 +530,7 @@ def format_status_csv(rows: List[Dict[str, Any]], fields: List[str]) -> str:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(fields)
-    for r in rows:
+    for r in map(management.csv_row, rows):
         writer.writerow([("true" if r[k] else "false") if isinstance(r[k], bool) else r[k] for k in fields])
     return buf.getvalue()
 
@@ -452,17 +542,21 @@ def format_status_csv(rows: List[Dict[str, Any]], fields: List[str]) -> str:
 @click.option("--state/--no-state", default=True, show_default=True, help="Show component counts per status.")
 @click.option("--meta/--no-meta", default=True, show_default=True,
               help="Show local data, memory and runtime figures.")
-@click.option("--live", is_flag=True, default=False, help="Redraw the table in place until Ctrl-C (text only).")
+@click.option("--live/--no-live", default=False, help="Redraw the table in place until Ctrl-C (text only).")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True, metavar="SECONDS",
               help="Seconds between redraws with --live.")
 @click.option("-n", "--iterations", type=click.IntRange(min=1), default=None,
               help="With --live: stop after this many draws (like top -n).")
+@click.option("--columns", default=None, metavar="NAMES",
+              help="Comma-separated columns of the text table: " + ", ".join(TEXT_COLUMNS)
+                   + ". Default (auto): those that fit the terminal (80 characters when not a terminal).")
 @click.option("--color/--no-color", default=None,
               help="Colour the table (default: only on a terminal, and not when NO_COLOR is set).")
-def status(tags, patterns, all_, fmt, state, meta, live, interval, iterations, color) -> None:
+def status(tags, patterns, all_, fmt, state, meta, live, interval, iterations, columns, color) -> None:
     """Print the status of maps (every map when none is selected)."""
+    chosen_columns = parse_columns(columns)
     if live and fmt != "text":
-        raise click.UsageError("--live only works with --format text")
+        raise CLIError(f"--live only works with --format text, not --format {fmt}", EXIT_USAGE)
     from_stdin = not (tags or patterns or all_) and not _stdin_is_tty()
     selected = select_tags(tags, patterns, all_, default_all=True)
     strict = bool(tags) or (from_stdin and bool(selected))  # tags the user named must exist
@@ -478,16 +572,20 @@ def status(tags, patterns, all_, fmt, state, meta, live, interval, iterations, c
             selected = existing_tags(*patterns)
         pairs = _status_rows(selected, meta, strict=strict and not live)
         pairs.sort(key=lambda p: (p[1]["transient"], p[1]["tag"]))
-        width = shutil.get_terminal_size().columns - 1 if live else None
-        return format_status_text([r for _, r in pairs], state, meta, colored, width)
+        terminal = shutil.get_terminal_size((80, 24)).columns
+        width = terminal - 1 if live else None
+        return format_status_text([r for _, r in pairs], state, meta, colored, width, chosen_columns,
+                                  fit=terminal - 1 if live else terminal)
 
     if fmt != "text":
         rows = [r for _, r in sorted(_status_rows(selected, meta, strict=strict),
                                      key=lambda p: p[1]["tag"])]
         if fmt == "csv":
-            click.echo(format_status_csv(rows, fields), nl=False)
+            legacy = management.fields_0_6(state, meta, nested=False)
+            click.echo(format_status_csv(rows, fields + legacy), nl=False)
         else:
-            click.echo(format_status_json(rows, fields, compact=fmt == "json_compact"))
+            legacy = management.fields_0_6(state, meta)
+            click.echo(format_status_json(rows, fields + legacy, compact=fmt == "json_compact"))
         return
 
     lines = render()
@@ -516,7 +614,7 @@ def failure_lines(m: "htmap.Map") -> List[str]:
     out = []
     errored = by_status.get(ComponentStatus.ERRORED, ())
     if errored:
-        reports = {e.component: e for e in m.errors}
+        reports = m.errors_so_far
         for c in errored:
             e = reports.get(c)
             if e is None:
@@ -638,14 +736,54 @@ _control_command("vacate", "Vacated", "Stop running components; they go back to 
 
 # -- reports -------------------------------------------------------------------------
 
+STATUS_NAMES = [s.value for s in ComponentStatus]
+
+
+def parse_statuses(names: Sequence[str]) -> List[ComponentStatus]:
+    """Status names in any case; a wrong one is a usage error naming the valid ones."""
+    out = []
+    for name in names:
+        try:
+            out.append(ComponentStatus(name.upper()))
+        except ValueError:
+            raise CLIError(f"{name} is not a component status; choose one of {', '.join(STATUS_NAMES)}",
+                           EXIT_USAGE) from None
+    return out
+
+
+def format_records(records: List[Dict[str, Any]], fields: List[str], fmt: str) -> str:
+    """``json`` (a list of objects) or ``csv`` (a header row, then one row per record)."""
+    if fmt == "json":
+        return json.dumps(records, indent=2)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(fields)
+    for r in records:
+        writer.writerow(["" if r.get(k) is None else r[k] for k in fields])
+    return buf.getvalue().rstrip("\n")
+
+
+def record_format_option(what: str) -> Callable:
+    return click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text",
+                        show_default=True, help=f"Output format; json and csv give {what} (docs/cli.md).")
+
+
+
 @cli.command()
 @tag_selection
+@record_format_option("one record per held component: tag, component, code, reason")
 @click.option("--color/--no-color", default=None, help="Bold headings (default: on a terminal without NO_COLOR).")
-def reasons(tags, patterns, all_, color) -> None:
+def reasons(tags, patterns, all_, fmt, color) -> None:
     """Print why the maps' held components are held."""
+    maps = load_all(select_tags(tags, patterns, all_))
+    if fmt != "text":
+        records = [{"tag": m.tag, "component": c, "code": h.code, "reason": h.reason}
+                   for m in maps for c, h in m.holds.items()]
+        click.echo(format_records(records, ["tag", "component", "code", "reason"], fmt))
+        return
     colored = use_color(color)
     blocks = []
-    for m in load_all(select_tags(tags, patterns, all_)):
+    for m in maps:
         holds = m.holds
         if not holds:
             continue
@@ -655,35 +793,56 @@ def reasons(tags, patterns, all_, color) -> None:
         echo("\n\n".join(blocks), color=colored)
 
 
+ERROR_FIELDS = ["tag", "component", "kind", "exception_type", "exception_msg"]
+
+
+def error_records(maps: Sequence["htmap.Map"], limit: int) -> List[Tuple[Dict[str, Any], str]]:
+    """(record, full report) of each errored component, at most ``limit`` (0: all)."""
+    out = []
+    for m in maps:
+        for c, e in sorted(m.errors_so_far.items()):
+            record = {"tag": m.tag, "component": c, "kind": e.kind, "exception_type": e.exception_type,
+                      "exception_msg": e.exception_msg}
+            out.append((record, e.report()))
+            if 0 < limit <= len(out):
+                return out
+    return out
+
+
 @cli.command()
 @tag_selection
 @click.option("--limit", type=click.IntRange(min=0), default=0, show_default=True,
               help="Show at most this many error reports (0: all).")
-def errors(tags, patterns, all_, limit) -> None:
+@record_format_option("one record per errored component: " + ", ".join(ERROR_FIELDS) + " (json adds report)")
+def errors(tags, patterns, all_, limit, fmt) -> None:
     """Print the error reports of the maps' errored components."""
-    count = 0
-    for m in load_all(select_tags(tags, patterns, all_)):
-        for report in m.error_reports():
-            if count:
-                click.echo("")
-            click.echo(report.rstrip("\n"))
-            count += 1
-            if 0 < limit <= count:
-                return
+    found = error_records(load_all(select_tags(tags, patterns, all_)), limit)
+    if fmt == "json":
+        click.echo(format_records([dict(r, report=report) for r, report in found], ERROR_FIELDS, fmt))
+    elif fmt == "csv":
+        click.echo(format_records([r for r, _ in found], ERROR_FIELDS, fmt))
+    elif found:
+        click.echo("\n\n".join(report.rstrip("\n") for _, report in found))
 
 
 def _stream_command(stream: str):
     @click.argument("tag", shell_complete=complete_tags)
     @click.argument("component", type=click.IntRange(min=0))
     @click.option("--timeout", type=click.FloatRange(min=0), default=None, metavar="SECONDS",
-                  help="Wait up to this many seconds for the component to finish (default: do not wait).")
-    def command(tag, component, timeout):
+                  help="Wait at most this many seconds for the component to finish (default: wait as long as "
+                       "it takes; exit status 124 when the time runs out).")
+    @click.option("-f", "--follow", is_flag=True, default=False,
+                  help=f"Print the {stream} as the component writes it, until it finishes (like tail -f).")
+    def command(tag, component, timeout, follow):
         m = load_map(tag)
-        logs = getattr(m, stream)
-        text = logs[component] if timeout is None else logs.get(component, timeout=timeout)
+        if follow:
+            for chunk in getattr(m, stream).follow(component, timeout=timeout):
+                click.echo(chunk, nl=False)
+            return
+        text = getattr(m, stream).get(component, timeout=timeout)
         click.echo(text, nl=bool(text) and not text.endswith("\n"))
 
-    command.__doc__ = f"Print the {stream} of one component of a map."
+    command.__doc__ = f"Print the {stream} of one component of a map, waiting for it to finish."
     command.__name__ = stream
     return cli.command(name=stream)(command)
 
@@ -692,25 +851,32 @@ _stream_command("stdout")
 _stream_command("stderr")
 
 
+COMPONENT_FIELDS = ["tag", "component", "status"]
+
+
 @cli.command()
 @click.argument("tag", shell_complete=complete_tags)
-@click.option("--status", "statuses", multiple=True,
-              type=click.Choice([s.value for s in ComponentStatus], case_sensitive=False),
-              help="Print only the numbers of components with this status, one per line (repeatable).")
+@click.option("--status", "statuses", multiple=True, metavar=f"[{'|'.join(STATUS_NAMES)}]",
+              help="Print only the numbers of components with this status, on one line separated by "
+                   "spaces (any case; repeatable).")
+@record_format_option("one record per component: " + ", ".join(COMPONENT_FIELDS))
 @click.option("--color/--no-color", default=None, help="Colour statuses (default: on a terminal without NO_COLOR).")
-def components(tag, statuses, color) -> None:
-    """Print the status of each component of a map."""
+def components(tag, statuses, fmt, color) -> None:
+    """Print the status of each component of a map: one `N STATUS` pair per line."""
+    wanted = set(parse_statuses(statuses))
     m = load_map(tag)
-    if statuses:
-        wanted = {ComponentStatus(s.upper()) for s in statuses}
-        found = sorted(c for s, cs in m.components_by_status().items() if s in wanted for c in cs)
-        if found:
-            click.echo("\n".join(map(str, found)))
+    pairs = [(c, s) for c, s in enumerate(m.component_statuses) if not wanted or s in wanted]
+    if fmt != "text":
+        records = [{"tag": m.tag, "component": c, "status": s.value} for c, s in pairs]
+        click.echo(format_records(records, COMPONENT_FIELDS, fmt))
+        return
+    if wanted:
+        if pairs:
+            click.echo(" ".join(str(c) for c, _ in pairs))
         return
     colored = use_color(color)
     width = len(str(len(m) - 1))
-    lines = [f"{str(c).rjust(width)}  {style(s.value, colored, fg=STATUS_COLORS.get(s))}"
-             for c, s in enumerate(m.component_statuses)]
+    lines = [f"{str(c).rjust(width)} {style(s.value, colored, fg=STATUS_COLORS.get(s))}" for c, s in pairs]
     echo("\n".join(lines), color=colored)
 
 
@@ -854,7 +1020,7 @@ def _log_files() -> List[Path]:
 
 
 @cli.command()
-@click.option("--view", is_flag=True, default=False, help="Print the log instead of its path.")
+@click.option("--view/--no-view", default=False, help="Print the log instead of its path.")
 def logs(view) -> None:
     """Print the path of htmap's log file (the local engine's supervisor log)."""
     files = _log_files()
@@ -972,10 +1138,37 @@ def transplants_remove(index) -> None:
     click.echo(f"Removed transplant install {installs[index].hash} ({installs[index].path})")
 
 
+COMPLETION_LINES = {
+    "bash": ('eval "$(_HTMAP_COMPLETE=bash_source htmap)"', "~/.bashrc"),
+    "zsh": ('eval "$(_HTMAP_COMPLETE=zsh_source htmap)"', "~/.zshrc"),
+    "fish": ("_HTMAP_COMPLETE=fish_source htmap | source", "~/.config/fish/completions/htmap.fish"),
+}
+
+
+@cli.command()
+@click.option("--shell", required=True, type=click.Choice(sorted(COMPLETION_LINES), case_sensitive=False),
+              help="The shell to complete htmap commands, options and tags in.")
+@click.option("--force", is_flag=True, default=False, help="Add the line even if the file already has it.")
+@click.option("--destination", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="The file to add the line to (default: the shell's start-up file).")
+def autocompletion(shell, force, destination) -> None:
+    """Turn on shell completion: add click's completion line to the shell's start-up file (once)."""
+    line, default = COMPLETION_LINES[shell.lower()]
+    path = Path(os.path.expanduser(destination or default))
+    text = path.read_text() if path.exists() else ""
+    if line in text and not force:
+        click.echo(f"Completion for {shell} is already on in {path}")
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(f"{'' if not text or text.endswith(chr(10)) else chr(10)}# htmap completion\n{line}\n")
+    click.echo(f"Added htmap completion for {shell} to {path}; it works in new shells")
+
+
 @cli.command()
 def version() -> None:
-    """Print the versions of htmap, Python and its libraries."""
-    click.echo(f"htmap {htmap.__version__}")
+    """Print the versions of htmap, Python and its libraries (the first line as HTMap 0.6 printed it)."""
+    click.echo(htmap.version())
     click.echo(f"Python {platform.python_version()} ({sys.executable})")
     for dist in ("cloudpickle", "click", "tqdm", "htcondor", "matplotlib"):
         v = _dist_version(dist)

@@ -36,7 +36,7 @@ class DeliveryMethod:
 REGISTERED: Dict[str, DeliveryMethod] = {name: DeliveryMethod(name) for name in BUILTIN_DELIVERY_METHODS}
 
 
-def register_delivery_method(name: str, options_func: Optional[Callable] = None,
+def register_delivery_method(name: str, descriptors_func: Optional[Callable] = None,
                              setup_func: Optional[Callable] = None) -> None:
     """Register a delivery method: a way for Python and htmap to reach the execute node.
 
@@ -47,8 +47,8 @@ def register_delivery_method(name: str, options_func: Optional[Callable] = None,
     ----------
     name : str
         The method's name.
-    options_func : callable, optional
-        ``options_func(tag, map_dir) -> dict``: submit descriptors merged over htmap's own for
+    descriptors_func : callable, optional
+        ``descriptors_func(tag, map_dir) -> dict``: submit descriptors merged over htmap's own for
         each map submitted with this method (it may set ``executable``,
         ``transfer_input_files``, ``container_image``, ...).
     setup_func : callable, optional
@@ -59,14 +59,14 @@ def register_delivery_method(name: str, options_func: Optional[Callable] = None,
     htmap.exceptions.UnknownPythonDeliveryMethod
         If ``name`` is not a non-empty string.
     TypeError
-        If ``options_func`` or ``setup_func`` is given but not callable.
+        If ``descriptors_func`` or ``setup_func`` is given but not callable.
     """
     if not isinstance(name, str) or not name:
         raise exceptions.UnknownPythonDeliveryMethod(f"a delivery method needs a non-empty name, not {name!r}")
-    for label, func in (("options_func", options_func), ("setup_func", setup_func)):
+    for label, func in (("descriptors_func", descriptors_func), ("setup_func", setup_func)):
         if func is not None and not callable(func):
             raise TypeError(f"{label} of delivery method {name!r} must be callable, not {type(func).__name__}")
-    REGISTERED[name] = DeliveryMethod(name, options_func, setup_func)
+    REGISTERED[name] = DeliveryMethod(name, descriptors_func, setup_func)
 
 
 def get_delivery_method(name: str) -> DeliveryMethod:

@@ -13,8 +13,11 @@ class MissingSetting(HTMapException):
     """A setting was asked for that has no value anywhere."""
 
 
-class OutputNotFound(HTMapException):
-    """A component's output is not available (yet)."""
+class OutputNotFound(HTMapException, FileNotFoundError):
+    """A component's output (or its stdout/stderr) is not available (yet).
+
+    Also a ``FileNotFoundError``, which HTMap 0.6 raised for ``m.stdout[i]`` of an unfinished
+    component."""
 
 
 class NoMapYet(HTMapException):
@@ -49,6 +52,14 @@ class CannotRetagMap(HTMapException):
     """The map cannot be retagged."""
 
 
+class RetagTagAlreadyExists(TagAlreadyExists, CannotRetagMap):
+    """``Map.retag`` was given a tag another map has (caught as either base class)."""
+
+
+class RetagInvalidTag(InvalidTag, CannotRetagMap):
+    """``Map.retag`` was given a tag that is not a valid map name (caught as either base class)."""
+
+
 class UnknownPythonDeliveryMethod(HTMapException):
     """The delivery method is not registered."""
 
@@ -70,7 +81,7 @@ class CannotPickle(HTMapException):
 
 
 class InputIteratorFailed(HTMapException):
-    """The caller's input iterator raised while the map was being built."""
+    """Kept for old imports; htmap re-raises the input iterator's own exception instead."""
 
 
 class MapWasRemoved(HTMapException):
@@ -102,7 +113,11 @@ class MapComponentHeld(HTMapException):
 
 
 class ExpectedError(HTMapException):
-    """An error whose message is the whole story: no traceback needed."""
+    """A component that succeeded was asked for its error (``get_err``), as in HTMap 0.6."""
+
+
+class ComponentSucceeded(ExpectedError, InvalidOutputStatus):
+    """``get_err`` of a component that completed without error (caught as either base class)."""
 
 
 class CannotRerunComponents(HTMapException):
@@ -117,6 +132,18 @@ class NoRoomInStore(HTMapException, OSError):
     """HTMAP_DIR is full (or over quota) while a map was being written; nothing of it was kept.
 
     Also an ``OSError`` with the original ``errno``."""
+
+
+class CannotTransplantPython(HTMapException):
+    """This Python installation cannot be packed for the transplant delivery method."""
+
+
+class InsufficientHTCondorVersion(HTMapException):
+    """The HTCondor found is too old for a feature htmap needs."""
+
+
+class CorruptEventLog(HTMapException):
+    """An engine's event log holds something htmap cannot read."""
 
 
 class TooManyComponents(HTMapException):

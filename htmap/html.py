@@ -13,7 +13,7 @@ STATUS_COLORS: Dict[ComponentStatus, str] = {
     ComponentStatus.RUNNING: "#1f77b4",
     ComponentStatus.IDLE: "#c7c7c7",
     ComponentStatus.UNMATERIALIZED: "#e0e0e0",
-    ComponentStatus.UNKNOWN: "#eeeeee",
+    ComponentStatus.UNKNOWN: "#9e9e9e",  # shown as "submitted": no event seen yet
     ComponentStatus.SUSPENDED: "#9467bd",
     ComponentStatus.HELD: "#ff7f0e",
     ComponentStatus.ERRORED: "#d62728",
@@ -29,11 +29,18 @@ BAR_ORDER: Tuple[ComponentStatus, ...] = (
 
 MAX_DETAILS = 3  # errors and holds shown by name; the rest are counted
 
-_BOX = ("font-family: -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif; "
-        "font-size: 13px; line-height: 1.45; max-width: 48em; padding: 0.4em 0;")
+# Jupyter's theme variables (light and dark themes), with a fallback outside JupyterLab
+TEXT = "var(--jp-ui-font-color1, inherit)"
+MUTED = "var(--jp-ui-font-color2, #666)"
+TRACK = "var(--jp-layout-color2, rgba(128, 128, 128, 0.15))"
+DONE = "var(--jp-success-color1, #388e3c)"
+FAILED = "var(--jp-error-color1, #d32f2f)"
+
+_BOX = ("font-family: var(--jp-ui-font-family, -apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, "
+        f"sans-serif); font-size: 13px; line-height: 1.45; max-width: 48em; padding: 0.4em 0; color: {TEXT};")
 _BAR = ("display: flex; width: 100%; height: 14px; border-radius: 3px; overflow: hidden; "
-        "background: #f2f2f2; margin: 0.35em 0;")
-_CODE = "font-family: SFMono-Regular, Menlo, Consolas, monospace; font-size: 12px;"
+        f"background: {TRACK}; margin: 0.35em 0;")
+_CODE = "font-family: var(--jp-code-font-family, SFMono-Regular, Menlo, Consolas, monospace); font-size: 12px;"
 
 
 def _code(text: str) -> str:
@@ -43,6 +50,18 @@ def _code(text: str) -> str:
 def _components(cs: Sequence[int], limit: int = 8) -> str:
     shown = ", ".join(str(c) for c in cs[:limit])
     return shown + (f", … ({len(cs) - limit} more)" if len(cs) > limit else "")
+
+
+def status_label(status: ComponentStatus) -> str:
+    """How the card names a status: a map with no event yet is "submitted", not "unknown"."""
+    return "submitted" if status is ComponentStatus.UNKNOWN else status.value.lower()
+
+
+def _about(c: int, text: str) -> str:
+    """``component c: text``, without saying "component c" twice when the text starts with it."""
+    if text.startswith(f"component {c} ") or text.startswith(f"component {c}:"):
+        return text
+    return f"component {c}: {text}"
 
 
 def _plural(n: int, word: str) -> str:
@@ -63,10 +82,10 @@ def status_bar(counts: Dict[ComponentStatus, int], total: int) -> str:
             continue
         pct = 100.0 * n / total
         segments.append(
-            f'<div data-status="{status.value}" data-count="{n}" title="{status.value}: {n} ({pct:.1f}%)" '
+            f'<div data-status="{status.value}" data-count="{n}" title="{status_label(status)}: {n} ({pct:.1f}%)" '
             f'style="width: {pct:.3f}%; background: {STATUS_COLORS[status]};"></div>'
         )
-    label = ", ".join(f"{counts[s]} {s.value.lower()}" for s in BAR_ORDER if counts.get(s))
+    label = ", ".join(f"{counts[s]} {status_label(s)}" for s in BAR_ORDER if counts.get(s))
     return f'<div class="htmap-bar" role="img" aria-label="{escape(label)}" style="{_BAR}">{"".join(segments)}</div>'
 
 
@@ -79,7 +98,7 @@ def legend(counts: Dict[ComponentStatus, int]) -> str:
         swatch = (f'<span style="display: inline-block; width: 0.8em; height: 0.8em; border-radius: 2px; '
                   f'background: {STATUS_COLORS[status]}; margin-right: 0.3em; vertical-align: -0.05em;"></span>')
         items.append(f'<span class="htmap-count" data-status="{status.value}" style="margin-right: 1em;">'
-                     f'{swatch}{n} {status.value.lower()}</span>')
+                     f'{swatch}{n} {status_label(status)}</span>')
     return f'<div class="htmap-legend">{"".join(items)}</div>'
 
 
@@ -92,7 +111,7 @@ def _error_hints(m: Any, errored: Sequence[int]) -> List[str]:
             lines.append(f"component {c}: no error report found")
             continue
         what = f"{e.exception_type}: {e.exception_msg}" if e.kind == "exception" else e.exception_msg
-        lines.append(f"component {c}: {_first_line(what)}")
+        lines.append(_about(c, _first_line(what)))
     return lines
 
 
@@ -102,7 +121,7 @@ def _hold_hints(m: Any, held: Sequence[int]) -> List[str]:
     for c in held[:MAX_DETAILS]:
         h = holds.get(c)
         reason = _first_line(h.reason) if h is not None and h.reason else "no reason given"
-        lines.append(f"component {c}: {reason}")
+        lines.append(_about(c, reason))
     return lines
 
 
@@ -120,10 +139,10 @@ def map_html(m: Any) -> str:
         return _map_html(m, tag)
     except exceptions.MapWasRemoved:
         return (f'<div class="htmap-map" style="{_BOX}"><strong>Map</strong> {_code(tag)} '
-                f'<span style="color: #888;">(removed)</span></div>')
+                f'<span style="color: {MUTED};">(removed)</span></div>')
     except Exception as e:  # e.g. the map's files vanished or its engine cannot be reached
         return (f'<div class="htmap-map" style="{_BOX}"><strong>Map</strong> {_code(tag)} '
-                f'<span style="color: #b00;">status unavailable: {escape(type(e).__name__)}: '
+                f'<span style="color: {FAILED};">status unavailable: {escape(type(e).__name__)}: '
                 f'{escape(_first_line(str(e)))}</span></div>')
 
 
@@ -135,7 +154,7 @@ def _map_html(m: Any, tag: str) -> str:
     engine = m.engine
 
     header = [f'<strong>Map</strong> {_code(tag)}',
-              f'<span style="color: #555;">{_plural(total, "component")} · {escape(engine)} engine'
+              f'<span style="color: {MUTED};">{_plural(total, "component")} · {escape(engine)} engine'
               f'{" · transient" if transient else ""}</span>']
     parts = [f'<div class="htmap-title">{" ".join(header)}</div>', status_bar(counts, total), legend(counts)]
 
@@ -148,7 +167,7 @@ def _map_html(m: Any, tag: str) -> str:
             STATUS_COLORS[ComponentStatus.ERRORED],
             f"{_plural(len(errored), 'component')} errored ({_components(errored)})",
             _error_hints(m, errored),
-            f"Full reports: {_code(f'm.errors')}, {_code(f'htmap.load({q}).get_err({errored[0]})')} "
+            f"Full reports: {_code('m.errors_so_far')}, {_code(f'htmap.load({q}).get_err({errored[0]})')} "
             f"or {_code(f'htmap errors {tag}')}; run them again with {_code(f'htmap rerun components {tag} ...')}.",
         ))
     if held:
@@ -165,11 +184,11 @@ def _map_html(m: Any, tag: str) -> str:
                            f"Run them again with {_code('m.rerun([...])')}."))
     done = counts.get(ComponentStatus.COMPLETED, 0)
     if total and done == total:
-        parts.append('<div class="htmap-done" style="color: #2a7a2a;">All components completed: '
+        parts.append(f'<div class="htmap-done" style="color: {DONE};">All components completed: '
                      f'{_code("list(m)")} gives their outputs.</div>')
     elif not errored and not held:
         waiting = total - done - len(removed)
         if waiting:
-            parts.append(f'<div class="htmap-active" style="color: #555;">{waiting} still to run: '
+            parts.append(f'<div class="htmap-active" style="color: {MUTED};">{waiting} still to run: '
                          f'{_code("m.wait(show_progress_bar=True)")} waits for them.</div>')
     return f'<div class="htmap-map" style="{_BOX}">{"".join(parts)}</div>'

@@ -193,6 +193,51 @@ STATUS_COLUMNS = [s.value for s in ComponentStatus.display_statuses()]
 
 META_COLUMNS = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
 
+IDENTITY_COLUMNS = ["tag", "engine", "transient", "components"]
+
+# what HTMap 0.6's status_json / status_csv gave, kept after our own fields for its scripts
+STATUSES_0_6 = ["held", "errored", "idle", "running", "completed"]
+META_0_6 = ["local_disk_usage", "max_memory_usage", "max_runtime", "total_runtime"]
+
+
+def fields_0_6(include_state: bool = True, include_meta: bool = True, nested: bool = True) -> List[str]:
+    """HTMap 0.6's status fields: JSON nests the counts (``component_status_counts``), CSV does not.
+
+    Parameters
+    ----------
+    include_state
+        Include the counts of components per status.
+    include_meta
+        Include disk, memory (bytes) and runtime (seconds) figures.
+    nested
+        The JSON form (one ``component_status_counts`` field) rather than the CSV form.
+
+    Returns
+    -------
+    fields
+        Field names, after ``record_fields``.
+    """
+    state = (["component_status_counts"] if nested else STATUSES_0_6) if include_state else []
+    return state + (META_0_6 if include_meta else [])
+
+
+def record_fields(include_state: bool = True, include_meta: bool = True) -> List[str]:
+    """The fields of a map's status record, in the order of ``status_csv`` and ``htmap status --format csv``.
+
+    Parameters
+    ----------
+    include_state
+        Include the counts of components per status.
+    include_meta
+        Include local data, memory and runtime figures.
+
+    Returns
+    -------
+    fields
+        Field names, in CSV column order.
+    """
+    return IDENTITY_COLUMNS + (STATUS_COLUMNS if include_state else []) + (META_COLUMNS if include_meta else [])
+
 
 def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
                 include_meta: bool = True) -> List[Dict[str, Any]]:
@@ -203,6 +248,7 @@ def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
         if include_state:
             counts = m.status_counts()
             row.update({s: counts.get(ComponentStatus(s), 0) for s in STATUS_COLUMNS})
+            row["component_status_counts"] = {s: row[s.upper()] for s in STATUSES_0_6}
         if include_meta:
             memory = m.memory_usage
             runtimes = [r.total_seconds() for r in m.runtime]
@@ -212,9 +258,18 @@ def status_rows(maps: Optional[List[Map]] = None, include_state: bool = True,
                 "max_runtime_s": round(max(runtimes), 3) if runtimes else 0.0,
                 "total_runtime_s": round(sum(runtimes), 3),
             })
+            row.update({"local_disk_usage": row["local_data_bytes"], "max_memory_usage": row["max_memory_mb"] * 1024 ** 2,
+                        "max_runtime": row["max_runtime_s"], "total_runtime": row["total_runtime_s"]})
         row.update({"transient": m.is_transient, "engine": m.engine})
         rows.append(row)
     return rows
+
+
+def csv_row(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A status row with HTMap 0.6's per-status counts flat, as its CSV had them."""
+    flat = dict(row)
+    flat.update(row.get("component_status_counts", {}))
+    return flat
 
 
 def human_bytes(n: float) -> str:
@@ -249,11 +304,11 @@ def aligned_table(rows: List[List[str]], right: Sequence[bool], header: bool = T
 def status_cells(rows: List[Dict[str, Any]], include_state: bool = True, include_meta: bool = True,
                  mark_transient: bool = False) -> List[List[str]]:
     """The status table as strings: a header, then one row per map (shared with the CLI)."""
-    header = ["Tag"] + (STATUS_COLUMNS if include_state else []) + (
+    header = ["Tag", "Components"] + (STATUS_COLUMNS if include_state else []) + (
         ["Local Data", "Max Memory", "Max Runtime", "Total Runtime"] if include_meta else [])
     table = [header]
     for r in rows:
-        cells = [("* " if mark_transient and r["transient"] else "") + r["tag"]]
+        cells = [("* " if mark_transient and r["transient"] else "") + r["tag"], str(r["components"])]
         if include_state:
             cells += [str(r[s]) for s in STATUS_COLUMNS]
         if include_meta:
@@ -317,8 +372,9 @@ def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, in
         A JSON object ``{tag: {column: value}}``, keys sorted.
     """
     rows = status_rows(maps, include_state, include_meta)
-    return json.dumps({r["tag"]: r for r in rows}, indent=None if compact else 2, sort_keys=True,
-                      separators=(",", ":") if compact else None)
+    fields = record_fields(include_state, include_meta) + fields_0_6(include_state, include_meta)
+    return json.dumps({r["tag"]: {k: r[k] for k in fields} for r in rows}, indent=None if compact else 2,
+                      sort_keys=True, separators=(",", ":") if compact else None)
 
 
 def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True) -> str:
@@ -340,10 +396,9 @@ def status_csv(maps: Optional[List[Map]] = None, include_state: bool = True, inc
     """
     rows = status_rows(maps, include_state, include_meta)
     out = io.StringIO()
-    fields = ["tag", "components"] + (STATUS_COLUMNS if include_state else []) + (
-        META_COLUMNS if include_meta else []) + ["transient", "engine"]
-    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
+    fields = record_fields(include_state, include_meta) + fields_0_6(include_state, include_meta, nested=False)
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in r.items()})
+        writer.writerow({k: (str(v).lower() if isinstance(v, bool) else v) for k, v in csv_row(r).items()})
     return out.getvalue()

@@ -352,8 +352,17 @@ def _max_components() -> int:
     return value
 
 
+class _UserIteratorError(Exception):
+    """Carries the caller's own exception out of the map's creation, past htmap's handlers."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(error)
+        self.error = error
+
+
 def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[Tuple[Tuple, Dict[str, Any]]]:
-    """Turn an exception from the caller's iterator into a clear htmap error; stop an endless one."""
+    """Let an exception from the caller's iterator through as itself (as HTMap 0.6 did), with a note;
+    stop an endless one at MAX_COMPONENTS."""
     count = 0
     limit = _max_components()
     while True:
@@ -362,9 +371,11 @@ def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[T
         except StopIteration:
             return
         except Exception as e:
-            raise exceptions.InputIteratorFailed(
-                f"the input iterator raised {type(e).__name__}: {e} after {count} inputs; nothing was submitted"
-            ) from e
+            note = (f"htmap: the input iterator raised this after {count} inputs; nothing of the map was "
+                    "kept and nothing was submitted")
+            if hasattr(e, "add_note"):  # Python >= 3.11
+                e.add_note(note)
+            raise _UserIteratorError(e) from None
         if count == limit:
             raise exceptions.TooManyComponents(
                 f"the inputs go past MAX_COMPONENTS={limit} (is the input iterator endless?); nothing was "
@@ -439,6 +450,8 @@ def create_map(func: Callable, pairs: Iterator[Tuple[Tuple, Dict[str, Any]]],
         meta["submitted"] = True
         mapstore.write_meta(final, meta)
         published = True
+    except _UserIteratorError as e:
+        raise e.error from e.error.__cause__
     except OSError as e:
         if e.errno not in store.NO_ROOM_ERRNOS or isinstance(e, exceptions.HTMapException):
             raise

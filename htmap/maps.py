@@ -5,12 +5,13 @@ import datetime
 import errno
 import functools
 import os
+import shutil
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-from . import exceptions, jobfiles, mapstore, store
+from . import exceptions, jobfiles, mapstore, store, tags
 from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
@@ -24,6 +25,34 @@ SETTLED: Dict[Action, frozenset] = {
     Action.RELEASE: frozenset(set(ComponentStatus) - {ComponentStatus.HELD}),
     Action.REMOVE: FINISHED,
 }
+
+Timeout = Optional[Union[int, float, datetime.timedelta]]
+
+STATUS_LINE_0_6 = (ComponentStatus.HELD, ComponentStatus.ERRORED, ComponentStatus.IDLE, ComponentStatus.RUNNING,
+                   ComponentStatus.COMPLETED)
+
+
+def timeout_seconds(timeout: Timeout) -> Optional[float]:
+    """A timeout as seconds: ``None`` (wait forever), a number, or a ``datetime.timedelta``.
+
+    Parameters
+    ----------
+    timeout
+        ``None``, seconds as an ``int`` or ``float``, or a ``datetime.timedelta``.
+
+    Returns
+    -------
+    seconds
+        ``None`` or a number of seconds.
+    """
+    if timeout is None:
+        return None
+    if isinstance(timeout, datetime.timedelta):
+        return timeout.total_seconds()
+    if isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        return float(timeout)
+    raise TypeError(f"timeout must be None, a number of seconds or a datetime.timedelta, "
+                    f"not {type(timeout).__name__} {timeout!r}")
 
 
 def _alive(func):
@@ -45,8 +74,9 @@ def _alive_property(func):
 class Poller:
     """Backs off from a few ms to ``ceiling`` while nothing changes."""
 
-    def __init__(self, timeout: Optional[float], ceiling: float = 0.25):
-        self.deadline = None if timeout is None else time.monotonic() + timeout
+    def __init__(self, timeout: Timeout, ceiling: float = 0.25):
+        self.timeout = timeout_seconds(timeout)
+        self.deadline = None if self.timeout is None else time.monotonic() + self.timeout
         self.delay = 0.002
         self.ceiling = ceiling
 
@@ -61,23 +91,39 @@ class Poller:
             time.sleep(self.delay)
 
 
-class ComponentLogs:
-    """The standard output or standard error of a map's components, as ``Map.stdout`` / ``Map.stderr``.
+def _show_progress(bar: Any, done: int, counts: Dict[ComponentStatus, int]) -> None:
+    """Move the progress bar to ``done`` and show how many errored or are held beside it."""
+    postfix = {name: counts[status] for name, status in (("errored", ComponentStatus.ERRORED),
+                                                         ("held", ComponentStatus.HELD)) if counts[status]}
+    if postfix != getattr(bar, "_htmap_postfix", None):
+        bar._htmap_postfix = postfix
+        bar.set_postfix(postfix, refresh=False)
+    if done != bar.n:
+        bar.update(done - bar.n)
 
-    ``m.stdout[i]`` returns what component ``i`` has written so far, without waiting;
-    ``m.stdout.get(i, timeout)`` waits for the component to finish first.
+
+class MapStdX(Sequence):
+    """A map's captured stdout or stderr, one string per component (``m.stdout``, ``m.stderr``).
+
+    ``m.stdout[i]`` does not wait: an unfinished component raises ``OutputNotFound`` (also a
+    ``FileNotFoundError``, as in HTMap 0.6); ``m.stdout.get(i, timeout)`` waits for it.
+    ``i in m.stdout`` tells whether the map has component ``i``.
 
     Parameters
     ----------
     map : Map
         The map whose logs these are.
-    stream : {"stdout", "stderr"}
-        Which of the two streams.
     """
 
-    def __init__(self, map: "Map", stream: str):
+    _stream = ""
+
+    def __init__(self, map: "Map"):
         self._map = map
-        self._stream = stream
+
+    @property
+    def map(self) -> "Map":
+        """The map these logs belong to."""
+        return self._map
 
     def _path(self, component: int) -> Path:
         return self._map._dir / "logs" / f"{component}.{self._stream}"
@@ -88,7 +134,7 @@ class ComponentLogs:
         except FileNotFoundError:
             return None
 
-    def __getitem__(self, component: int) -> str:
+    def __getitem__(self, component: int) -> str:  # type: ignore[override]
         self._map._check_component(component)
         self._map._refresh()
         text = self._read(component)
@@ -98,18 +144,19 @@ class ComponentLogs:
             return ""
         raise exceptions.OutputNotFound(
             f"the {self._stream} of component {component} of map {self._map.tag!r} is not available yet "
-            f"(it is {self._map._state.status_of(component).value})"
+            f"(it is {self._map._state.status_of(component).value}); "
+            f"m.{self._stream}.get({component}, timeout=...) waits for it"
         )
 
-    def get(self, component: int, timeout: Optional[float] = None) -> str:
+    def get(self, component: int, timeout: Timeout = None) -> str:
         """The text of one component's stream, once the component has finished.
 
         Parameters
         ----------
         component : int
             The component's index.
-        timeout : float, optional
-            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+        timeout : float or datetime.timedelta, optional
+            How long to wait at most. ``None`` (the default) waits as long as it takes.
 
         Returns
         -------
@@ -119,7 +166,7 @@ class ComponentLogs:
         Raises
         ------
         htmap.exceptions.TimeoutError
-            If the component has not finished within ``timeout`` seconds.
+            If the component has not finished within ``timeout``.
         htmap.exceptions.MapComponentHeld
             If the component is held while waiting.
         IndexError
@@ -128,15 +175,106 @@ class ComponentLogs:
         self._map._wait_finished(component, timeout)
         return self[component]
 
+    def follow(self, component: int, timeout: Timeout = None) -> Iterator[str]:
+        """What the component writes, piece by piece as it runs, until it finishes (like ``tail -f``).
+
+        Engines that keep a running component's output elsewhere (HTCondor) give it all at the end.
+
+        Parameters
+        ----------
+        component
+            The component's index.
+        timeout
+            Seconds (or a ``datetime.timedelta``) to follow at most; ``None`` follows to the end.
+
+        Yields
+        ------
+        text
+            The next piece of what the component wrote.
+        """
+        import codecs
+
+        m = self._map
+        m._check_component(component)
+        poller = Poller(timeout)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        sent = 0
+        while True:
+            progressed = m._refresh()
+            status = m._state.status_of(component)
+            if status in FINISHED:
+                rest = _read_from(self._path(component), sent)
+                yield decoder.decode(rest, final=True)
+                return
+            chunk = self._live_chunk(component, sent)
+            if chunk:
+                sent += len(chunk)
+                progressed = True
+                yield decoder.decode(chunk)
+            if status is ComponentStatus.HELD:
+                raise m._held(component)
+            if poller.expired():
+                raise exceptions.TimeoutError(f"timed out after {poller.timeout:g} s following the {self._stream} "
+                                              f"of component {component} of map {m.tag} (it is {status.value})")
+            poller.sleep(progressed)
+
+    def _live_chunk(self, component: int, offset: int) -> bytes:
+        """New bytes of the running component's output, if its engine shows them."""
+        m = self._map
+        path = m._engine.live_log(m._job, component, self._stream)
+        if path is None:
+            return b""
+        chunk = _read_from(path, offset)
+        if chunk and m._engine.live_log(m._job, component, self._stream) != path:
+            return b""  # the worker moved on to another component meanwhile
+        return chunk
+
+    def __contains__(self, component: object) -> bool:
+        return component in self._map
+
     def __len__(self) -> int:
         return len(self._map)
 
 
-class OutputFiles:
+def _read_from(path: Path, offset: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+class MapStdOut(MapStdX):
+    """A map's captured stdout, one string per component (``m.stdout``); see ``MapStdX``.
+
+    Parameters
+    ----------
+    map : Map
+        The map whose stdout this is.
+    """
+
+    _stream = "stdout"
+
+
+class MapStdErr(MapStdX):
+    """A map's captured stderr, one string per component (``m.stderr``); see ``MapStdX``.
+
+    Parameters
+    ----------
+    map : Map
+        The map whose stderr this is.
+    """
+
+    _stream = "stderr"
+
+
+class MapOutputFiles(Sequence):
     """The output files of a map's components, as ``Map.output_files``.
 
     ``m.output_files[i]`` is the directory holding the files component ``i`` sent back (with
     ``transfer_output_files``); ``m.output_files.get(i, timeout)`` waits for the component first.
+    ``i in m.output_files`` tells whether the map has component ``i``.
 
     Parameters
     ----------
@@ -147,19 +285,24 @@ class OutputFiles:
     def __init__(self, map: "Map"):
         self._map = map
 
-    def __getitem__(self, component: int) -> Path:
+    @property
+    def map(self) -> "Map":
+        """The map these output files belong to."""
+        return self._map
+
+    def __getitem__(self, component: int) -> Path:  # type: ignore[override]
         self._map._check_component(component)
         return self._map._dir / "output_files" / str(component)
 
-    def get(self, component: int, timeout: Optional[float] = None) -> Path:
+    def get(self, component: int, timeout: Timeout = None) -> Path:
         """The directory of one component's output files, once the component has finished.
 
         Parameters
         ----------
         component : int
             The component's index.
-        timeout : float, optional
-            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+        timeout : float or datetime.timedelta, optional
+            How long to wait at most. ``None`` (the default) waits as long as it takes.
 
         Returns
         -------
@@ -169,12 +312,15 @@ class OutputFiles:
         Raises
         ------
         htmap.exceptions.TimeoutError
-            If the component has not finished within ``timeout`` seconds.
+            If the component has not finished within ``timeout``.
         htmap.exceptions.MapComponentHeld
             If the component is held while waiting.
         """
         self._map._wait_finished(component, timeout)
         return self[component]
+
+    def __contains__(self, component: object) -> bool:
+        return component in self._map
 
     def __len__(self) -> int:
         return len(self._map)
@@ -202,9 +348,9 @@ class Map(Sequence):
 
     Attributes
     ----------
-    stdout : ComponentLogs
+    stdout : MapStdOut
         Each component's standard output: ``m.stdout[i]`` or ``m.stdout.get(i, timeout)``.
-    stderr : ComponentLogs
+    stderr : MapStdErr
         Each component's standard error, in the same way.
     """
 
@@ -227,8 +373,8 @@ class Map(Sequence):
         self._dirty = False
         self._warned_no_room = False
         self._save_seconds = 0.0  # how long the last save of the state took
-        self.stdout = ComponentLogs(self, "stdout")
-        self.stderr = ComponentLogs(self, "stderr")
+        self._stdout = MapStdOut(self)
+        self._stderr = MapStdErr(self)
 
     # -- loading ----------------------------------------------------------------
     @classmethod
@@ -317,6 +463,19 @@ class Map(Sequence):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(tag={self._tag!r})"
+
+    # maps sort by tag, as in HTMap 0.6 (sorted(htmap.load_maps()))
+    def __lt__(self, other: "Map") -> bool:
+        return self._tag < other._tag if isinstance(other, Map) else NotImplemented
+
+    def __le__(self, other: "Map") -> bool:
+        return self._tag <= other._tag if isinstance(other, Map) else NotImplemented
+
+    def __gt__(self, other: "Map") -> bool:
+        return self._tag > other._tag if isinstance(other, Map) else NotImplemented
+
+    def __ge__(self, other: "Map") -> bool:
+        return self._tag >= other._tag if isinstance(other, Map) else NotImplemented
 
     def _repr_html_(self) -> str:
         """A Jupyter view: tag, size, a bar of status counts, hints to errors and holds."""
@@ -449,15 +608,18 @@ class Map(Sequence):
 
     @_alive
     def status(self) -> str:
-        """A one-line summary of the map's status.
+        """A one-line summary of the map's status, as HTMap 0.6 wrote it.
 
         Returns
         -------
         str
-            For example ``"Map squares (10 components): COMPLETED = 7 | RUNNING = 3"``.
+            For example ``"Map squares (10 components): HELD = 0 | ERRORED = 0 | IDLE = 0 | RUNNING = 3 |
+            COMPLETED = 7"``; other statuses follow when some component has them.
         """
         counts = self.status_counts()
-        parts = [f"{s.value} = {counts[s]}" for s in ComponentStatus if counts.get(s)]
+        shown = [s for s in STATUS_LINE_0_6] + [s for s in ComponentStatus
+                                                  if s not in STATUS_LINE_0_6 and counts.get(s)]
+        parts = [f"{s.value} = {counts.get(s, 0)}" for s in shown]
         return f"Map {self.tag} ({len(self)} components): {' | '.join(parts)}"
 
     @_alive_property
@@ -505,11 +667,11 @@ class Map(Sequence):
             self._raise_error(component, payload)
         return True, payload
 
-    def _wait_finished(self, component: int, timeout: Optional[float], trust_state: bool = True) -> None:
+    def _wait_finished(self, component: int, timeout: Timeout, trust_state: bool = True) -> None:
+        poller = Poller(timeout)
         self._check_component(component)
         if trust_state and self._state.status_of(component) in FINISHED:
             return  # known finished: iterating a big map needs no re-read per component
-        poller = Poller(timeout)
         while True:
             progressed = self._refresh()
             status = self._state.status_of(component)
@@ -519,7 +681,7 @@ class Map(Sequence):
                 raise self._held(component)
             if poller.expired():
                 raise exceptions.TimeoutError(
-                    f"timed out after {timeout} s waiting for component {component} of map {self.tag} "
+                    f"timed out after {poller.timeout:g} s waiting for component {component} of map {self.tag} "
                     f"(it is {status.value})"
                 )
             poller.sleep(progressed)
@@ -531,6 +693,8 @@ class Map(Sequence):
         found, value = self._try_output(component)
         if not found:
             self._refresh()
+            if self._state.status_of(component) is ComponentStatus.HELD:
+                raise self._held(component)
             raise exceptions.OutputNotFound(
                 f"output of component {component} of map {self.tag} is not available "
                 f"(it is {self._state.status_of(component).value})"
@@ -538,14 +702,14 @@ class Map(Sequence):
         return value
 
     @_alive
-    def get(self, component: int, timeout: Optional[float] = None) -> Any:
+    def get(self, component: int, timeout: Timeout = None) -> Any:
         """The output of a component, waiting for it to finish.
 
         Parameters
         ----------
         component : int
             The component's index.
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
 
         Returns
@@ -579,14 +743,14 @@ class Map(Sequence):
         return value
 
     @_alive
-    def get_err(self, component: int, timeout: Optional[float] = None) -> ComponentError:
+    def get_err(self, component: int, timeout: Timeout = None) -> ComponentError:
         """The error report of a component that failed, waiting for it to finish.
 
         Parameters
         ----------
         component : int
             The component's index.
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
 
         Returns
@@ -596,8 +760,9 @@ class Map(Sequence):
 
         Raises
         ------
-        htmap.exceptions.InvalidOutputStatus
-            If the component completed without error.
+        htmap.exceptions.ExpectedError
+            If the component completed without error (``ComponentSucceeded``, also an
+            ``InvalidOutputStatus``).
         htmap.exceptions.OutputNotFound
             If the component ended without output.
         htmap.exceptions.MapComponentHeld
@@ -611,16 +776,17 @@ class Map(Sequence):
         except FileNotFoundError:
             raise exceptions.OutputNotFound(f"component {component} of map {self.tag} has no output") from None
         if kind != "ERR":
-            raise exceptions.InvalidOutputStatus(f"component {component} of map {self.tag} completed without error")
+            raise exceptions.ComponentSucceeded(f"component {component} of map {self.tag} completed without error; "
+                                                f"m.get({component}) gives its output")
         return self._error(component, payload)
 
     @_alive
-    def iter(self, timeout: Optional[float] = None) -> Iterator[Any]:
+    def iter(self, timeout: Timeout = None) -> Iterator[Any]:
         """The outputs in component order, waiting for each in turn.
 
         Parameters
         ----------
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most for each component. ``None`` waits as long as it takes.
 
         Yields
@@ -644,12 +810,12 @@ class Map(Sequence):
         return self.iter()
 
     @_alive
-    def iter_with_inputs(self, timeout: Optional[float] = None) -> Iterator[Tuple[Tuple[Tuple, Dict], Any]]:
+    def iter_with_inputs(self, timeout: Timeout = None) -> Iterator[Tuple[Tuple[Tuple, Dict], Any]]:
         """The inputs and outputs in component order, waiting for each in turn.
 
         Parameters
         ----------
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most for each component. ``None`` waits as long as it takes.
 
         Yields
@@ -670,14 +836,14 @@ class Map(Sequence):
             yield inputs, self.get(component, timeout=timeout)
 
     @_alive
-    def iter_as_available(self, timeout: Optional[float] = None) -> Iterator[Any]:
+    def iter_as_available(self, timeout: Timeout = None) -> Iterator[Any]:
         """The outputs in the order the components finish.
 
         Components that end without output (removed ones) are skipped.
 
         Parameters
         ----------
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most for the whole map. ``None`` waits as long as it takes.
 
         Yields
@@ -698,12 +864,12 @@ class Map(Sequence):
             yield value
 
     @_alive
-    def iter_as_available_with_inputs(self, timeout: Optional[float] = None):
+    def iter_as_available_with_inputs(self, timeout: Timeout = None):
         """The inputs and outputs in the order the components finish.
 
         Parameters
         ----------
-        timeout : float, optional
+        timeout : float or datetime.timedelta, optional
             How many seconds to wait at most for the whole map. ``None`` waits as long as it takes.
 
         Yields
@@ -723,7 +889,7 @@ class Map(Sequence):
         for component, value in self._iter_finished(timeout):
             yield jobfiles.read_input(self._dir / "inputs", component), value
 
-    def _iter_finished(self, timeout: Optional[float]):
+    def _iter_finished(self, timeout: Timeout):
         remaining = set(range(len(self)))
         poller = Poller(timeout)
         while remaining:
@@ -740,7 +906,7 @@ class Map(Sequence):
                     raise self._held(component)
             if remaining:
                 if poller.expired():
-                    raise exceptions.TimeoutError(f"timed out after {timeout} s waiting for map {self.tag}")
+                    raise exceptions.TimeoutError(f"timed out after {poller.timeout:g} s waiting for map {self.tag}")
                 poller.sleep(progressed)
 
     @_alive
@@ -755,14 +921,14 @@ class Map(Sequence):
         return jobfiles.iter_inputs(self._dir / "inputs")
 
     @_alive
-    def wait(self, timeout: Optional[float] = None, show_progress_bar: bool = False,
+    def wait(self, timeout: Timeout = None, show_progress_bar: bool = False,
              holds_ok: bool = False, errors_ok: bool = False) -> None:
         """Block until every component has finished.
 
         Parameters
         ----------
-        timeout : float, optional
-            How many seconds to wait at most. ``None`` (the default) waits as long as it takes.
+        timeout : float or datetime.timedelta, optional
+            How long to wait at most. ``None`` (the default) waits as long as it takes.
         show_progress_bar : bool, optional
             Show a progress bar (a widget in Jupyter, text elsewhere). Default ``False``.
         holds_ok : bool, optional
@@ -788,22 +954,22 @@ class Map(Sequence):
                 progressed = self._refresh()
                 counts = self._state.counts()
                 done = counts[ComponentStatus.COMPLETED] + counts[ComponentStatus.ERRORED] + counts[ComponentStatus.REMOVED]
+                if holds_ok:
+                    done += counts[ComponentStatus.HELD]
                 if bar is not None:
-                    bar.update(done - bar.n)
+                    _show_progress(bar, done, counts)
                 if counts[ComponentStatus.ERRORED] and not errors_ok:
                     component = self._state.with_status(ComponentStatus.ERRORED)[0]
                     found, _ = self._try_output(component)  # raises MapComponentError
                     if not found:
                         raise exceptions.MapComponentError(f"component {component} of map {self.tag} errored")
-                if counts[ComponentStatus.HELD]:
-                    if not holds_ok:
-                        raise self._held(self._state.with_status(ComponentStatus.HELD)[0])
-                    done += counts[ComponentStatus.HELD]
+                if counts[ComponentStatus.HELD] and not holds_ok:
+                    raise self._held(self._state.with_status(ComponentStatus.HELD)[0])
                 if done >= len(self):
                     return
                 if poller.expired():
                     raise exceptions.TimeoutError(
-                        f"timed out after {timeout} s waiting for map {self.tag}: {self.status()}")
+                        f"timed out after {poller.timeout:g} s waiting for map {self.tag}: {self.status()}")
                 poller.sleep(progressed)
         finally:
             if bar is not None:
@@ -811,17 +977,37 @@ class Map(Sequence):
 
     # -- reports ----------------------------------------------------------------
     @_alive_property
-    def errors(self) -> List[ComponentError]:
-        """The error reports (``ComponentError``) of the components that have errored so far; never waits."""
+    def errors(self) -> Dict[int, ComponentError]:
+        """The error reports of the errored components, ``{component: ComponentError}``, as in HTMap 0.6.
+
+        Waits until every component has finished or is held; ``errors_so_far`` does not wait.
+
+        Returns
+        -------
+        dict
+            ``{component: ComponentError}`` for each errored component.
+        """
+        self.wait(holds_ok=True, errors_ok=True)
+        return self.errors_so_far
+
+    @_alive_property
+    def errors_so_far(self) -> Dict[int, ComponentError]:
+        """The error reports of the components that have errored so far; never waits.
+
+        Returns
+        -------
+        dict
+            ``{component: ComponentError}`` for each component errored so far.
+        """
         self._refresh()
-        out = []
+        out = {}
         for component in self._state.with_status(ComponentStatus.ERRORED):
             try:
                 kind, payload = jobfiles.read_output(self._output_path(component))
             except FileNotFoundError:
                 continue
             if kind == "ERR":
-                out.append(self._error(component, payload))
+                out[component] = self._error(component, payload)
         return out
 
     @_alive
@@ -833,7 +1019,7 @@ class Map(Sequence):
         list of str
             One report per errored component, as ``ComponentError.report()`` gives it.
         """
-        return [e.report() for e in self.errors]
+        return [e.report() for e in self.errors_so_far.values()]
 
     @_alive_property
     def holds(self) -> Dict[int, ComponentHold]:
@@ -888,9 +1074,19 @@ class Map(Sequence):
         return size
 
     @_alive_property
-    def output_files(self) -> OutputFiles:
-        """The output files of each component: ``m.output_files[i]`` is a directory (see ``OutputFiles``)."""
-        return OutputFiles(self)
+    def output_files(self) -> MapOutputFiles:
+        """The output files of each component: ``m.output_files[i]`` is a directory (see ``MapOutputFiles``)."""
+        return MapOutputFiles(self)
+
+    @_alive_property
+    def stdout(self) -> MapStdOut:
+        """What each component wrote to stdout: ``m.stdout[i]``, ``m.stdout.get(i, timeout)`` (see ``MapStdX``)."""
+        return self._stdout
+
+    @_alive_property
+    def stderr(self) -> MapStdErr:
+        """What each component wrote to stderr: ``m.stderr[i]``, ``m.stderr.get(i, timeout)`` (see ``MapStdX``)."""
+        return self._stderr
 
     # -- control ----------------------------------------------------------------
     def _targets(self, components: Optional[Sequence[int]]) -> Optional[List[int]]:
@@ -1120,7 +1316,7 @@ class Map(Sequence):
             If any of the components has not finished.
         """
         self._refresh()
-        targets = list(range(len(self))) if components is None else self._targets(components)
+        targets = list(range(len(self))) if components is None else self._rerun_targets(components)
         unfinished = [c for c in targets if not self._state.is_finished(c)]
         if unfinished:
             shown = ", ".join(map(str, unfinished[:10])) + (" ..." if len(unfinished) > 10 else "")
@@ -1131,6 +1327,16 @@ class Map(Sequence):
         self._remove_results(targets)
         self._state.reset(targets)
         self._engine.submit(self._job, targets)
+
+    def _rerun_targets(self, components: Sequence[int]) -> List[int]:
+        targets = [int(c) for c in components]
+        outside = sorted({c for c in targets if not 0 <= c < len(self)})
+        if outside:
+            raise exceptions.CannotRerunComponents(
+                f"cannot rerun components {', '.join(map(str, outside[:10]))} of map {self.tag}: they are not "
+                f"in the map (its components are 0 to {len(self) - 1})"
+            )
+        return targets
 
     def _remove_results(self, components: Sequence[int]) -> None:
         """Delete the outputs and logs of components about to run again. Many: one pass over the
@@ -1144,6 +1350,7 @@ class Map(Sequence):
                         stem = entry.name.partition(".")[0]
                         if stem.isdigit() and int(stem) in wanted:
                             os.unlink(entry.path)
+            self._remove_output_files(wanted)
             return
         for c in components:
             for path in (f"{dirs[0]}/{c}.out", f"{dirs[1]}/{c}.stdout", f"{dirs[1]}/{c}.stderr"):
@@ -1151,6 +1358,18 @@ class Map(Sequence):
                     os.unlink(path)
                 except FileNotFoundError:
                     pass
+        self._remove_output_files(components)
+
+    def _remove_output_files(self, components) -> None:
+        """Delete earlier output files, so a stale file never looks like a fresh result."""
+        root = self._dir / "output_files"
+        if not root.exists():
+            return
+        wanted = {str(c) for c in components}
+        with os.scandir(root) as entries:
+            for entry in entries:
+                if entry.name in wanted:
+                    shutil.rmtree(entry.path, ignore_errors=True)
 
     @_alive
     def retag(self, new_tag: str) -> None:
@@ -1170,7 +1389,14 @@ class Map(Sequence):
         """
         if new_tag == self._tag:
             return
-        mapstore.rename_tag(self._tag, new_tag, self._uid)
+        try:
+            tags.validate(new_tag)
+        except exceptions.InvalidTag as e:
+            raise exceptions.RetagInvalidTag(f"{e} (map {self._tag!r} keeps its tag)") from None
+        try:
+            mapstore.rename_tag(self._tag, new_tag, self._uid)
+        except exceptions.TagAlreadyExists as e:
+            raise exceptions.RetagTagAlreadyExists(f"{e} (map {self._tag!r} keeps its tag)") from None
         self._meta["tag"] = new_tag
         self._meta["transient"] = False
         mapstore.write_meta(self._dir, self._meta)

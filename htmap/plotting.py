@@ -49,7 +49,7 @@ def timeline(m: Any) -> Dict[str, Any]:
         status = STATUSES[state.status[c]]
         q, s, e = state.queued_at[c], state.started_at[c], state.ended_at[c]
         if s > 0:
-            end = e if e >= s else (now if status in (ComponentStatus.RUNNING, ComponentStatus.SUSPENDED) else s)
+            end = _run_end(state, c, status, s, e, now)
             run.append((s - t0, max(0.0, end - s)))
             idle.append((q - t0, max(0.0, s - q)) if q > 0 else (s - t0, 0.0))
         else:
@@ -60,6 +60,19 @@ def timeline(m: Any) -> Dict[str, Any]:
     runtimes = [(float(state.runtime[c]), statuses[c]) for c in range(n)
                 if statuses[c] in (ComponentStatus.COMPLETED, ComponentStatus.ERRORED)]
     return {"t0": t0, "idle": idle, "run": run, "status": statuses, "runtimes": runtimes}
+
+
+def _run_end(state: Any, c: int, status: ComponentStatus, started: float, ended: float, now: float) -> float:
+    """When the component's last run ended: its end, now (still running), or when it was held."""
+    if ended >= started:
+        return ended
+    if status in (ComponentStatus.RUNNING, ComponentStatus.SUSPENDED):
+        return now
+    if status is ComponentStatus.HELD:
+        held = [t for t, kind, _reason in state.history.get(c, []) if kind == "held" and t >= started]
+        if held:
+            return held[-1]
+    return started
 
 
 def _sample(n: int, limit: int) -> List[int]:

@@ -12,6 +12,19 @@ import htmap
 from htmap.settings import reset_for_tests
 
 
+def pytest_collection_modifyitems(config, items):
+    """On a cluster (HTMAP_TEST_ENGINE, the live pool) the execute side cannot import the tests:
+    their functions travel by value."""
+    if os.environ.get("HTMAP_TEST_ENGINE", "local") in ("", "local") and os.environ.get("HTMAP_LIVE_POOL") != "1":
+        return
+    import cloudpickle
+
+    from tests import funcs
+
+    for module in {item.module for item in items} | {funcs}:
+        cloudpickle.register_pickle_by_value(module)
+
+
 @pytest.fixture(autouse=True)
 def isolated_htmap(tmp_path, monkeypatch):
     """A private HOME and HTMAP_DIR; stops this test's local supervisor afterwards."""

@@ -217,3 +217,12 @@ def record_pid(marker_dir, x, seconds=0.01):
         pass
     time.sleep(seconds)
     return x
+
+
+def print_wait_print(path):
+    """Print a line, wait for ``path`` to exist, print another."""
+    print("first line", flush=True)
+    print("first err", file=sys.stderr, flush=True)
+    wait_for_file(path)
+    print("second line", flush=True)
+    return 1

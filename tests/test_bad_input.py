@@ -48,7 +48,7 @@ def _unpicklable_function():
      exceptions.MisalignedInputData, "request_memory"),
     (lambda: htmap.map(funcs.double, [1], map_options=htmap.MapOptions(request_memory="lots")),
      exceptions.InvalidOption, "request_memory"),
-    (lambda: htmap.map(funcs.double, _broken_inputs()), exceptions.InputIteratorFailed, "went away"),
+    (lambda: htmap.map(funcs.double, _broken_inputs()), OSError, "went away"),
 ])
 def test_bad_input_is_rejected_cleanly(nothing_left_behind, call, error, words):
     with pytest.raises(error, match=words):

@@ -85,19 +85,19 @@ def test_help_version_and_entry_points():
         out = ok(flag).stdout
         for command in ("status", "wait", "rerun", "edit", "info", "set", "plot", "components"):
             assert command in out
-    assert ok("--version").stdout == f"htmap {htmap.__version__}\n"
-    assert ok("version").stdout.startswith(f"htmap {htmap.__version__}\n")
+    assert ok("--version").stdout == f"htmap version {htmap.__version__}\n"
+    assert ok("version").stdout.startswith(f"htmap version {htmap.__version__}\n")
     assert "components TAG 0 3 7" in ok("rerun", "components", "-h").stdout
     # unknown command: usage error with a suggestion
     result = run("stauts")
     assert result.exit_code == 2 and "status" in result.stderr
 
     proc = subprocess.run([sys.executable, "-m", "htmap", "--version"], capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and proc.stdout == f"htmap {htmap.__version__}\n"
+    assert proc.returncode == 0 and proc.stdout == f"htmap version {htmap.__version__}\n"
     script = shutil.which("htmap")
     if script:  # the console script from pyproject, when installed
         proc = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
-        assert proc.returncode == 0 and proc.stdout.strip() == f"htmap {htmap.__version__}"
+        assert proc.returncode == 0 and proc.stdout.strip() == f"htmap version {htmap.__version__}"
 
 
 def test_tags_patterns_and_stdin(monkeypatch):
@@ -157,12 +157,15 @@ def test_unknown_tags_fail_with_closest_tags():
 IDENTITY = ["tag", "engine", "transient", "components"]
 STATE = ["IDLE", "RUNNING", "HELD", "SUSPENDED", "COMPLETED", "ERRORED", "REMOVED"]
 META = ["local_data_bytes", "max_memory_mb", "max_runtime_s", "total_runtime_s"]
+# HTMap 0.6's fields, after ours
+STATE_0_6 = ["held", "errored", "idle", "running", "completed"]
+META_0_6 = ["local_disk_usage", "max_memory_usage", "max_runtime", "total_runtime"]
 
 
 def test_status_machine_formats(finished_maps):
     data = json.loads(ok("status", "--format", "json").stdout)
     assert set(data) == {"fine", "mixed"}
-    assert set(data["mixed"]) == set(IDENTITY + STATE + META)
+    assert set(data["mixed"]) == set(IDENTITY + STATE + META + ["component_status_counts"] + META_0_6)
     assert data["fine"]["COMPLETED"] == 3 and data["fine"]["components"] == 3
     assert (data["mixed"]["COMPLETED"], data["mixed"]["ERRORED"]) == (2, 2)
     assert data["mixed"]["engine"] == "local" and data["mixed"]["transient"] is False
@@ -173,23 +176,23 @@ def test_status_machine_formats(finished_maps):
 
     rows = list(csv.DictReader(io.StringIO(ok("status", "--format", "csv").stdout)))
     assert [r["tag"] for r in rows] == ["fine", "mixed"]
-    assert list(rows[0]) == IDENTITY + STATE + META
+    assert list(rows[0]) == IDENTITY + STATE + META + STATE_0_6 + META_0_6
     assert rows[1]["ERRORED"] == "2" and rows[1]["transient"] == "false"
 
     header = next(csv.reader(io.StringIO(ok("status", "--format", "csv", "--no-state").stdout)))
-    assert header == IDENTITY + META
+    assert header == IDENTITY + META + META_0_6
     header = next(csv.reader(io.StringIO(ok("status", "--format", "csv", "--no-meta").stdout)))
-    assert header == IDENTITY + STATE
+    assert header == IDENTITY + STATE + STATE_0_6
     only = json.loads(ok("status", "mixed", "--format", "json", "--no-meta", "--no-state").stdout)
     assert only == {"mixed": {"tag": "mixed", "engine": "local", "transient": False, "components": 4}}
 
 
 def test_status_text_alignment_and_color(finished_maps, monkeypatch):
     htmap.map(double, [5]).wait(timeout=60)  # a transient map
-    out = ok("status").stdout
+    out = ok("status", "--columns", "components,idle,running,completed,errored,data").stdout
     assert "\x1b" not in out  # not a terminal: no colour
     lines = out.splitlines()
-    assert lines[0].split()[:2] == ["Tag", "IDLE"] and set(lines[1]) <= {"-", " "}
+    assert lines[0].split()[:3] == ["Tag", "Components", "IDLE"] and set(lines[1]) <= {"-", " "}
     table = lines[:5]
     assert len({len(line) for line in table}) == 1  # right-aligned last column: equal widths
     col = lines[0].index("COMPLETED") + len("COMPLETED")  # counts end under their header
@@ -237,8 +240,8 @@ def test_components(finished_maps):
     lines = ok("components", "mixed").stdout.splitlines()
     assert [line.split() for line in lines] == [["0", "COMPLETED"], ["1", "ERRORED"], ["2", "COMPLETED"],
                                                  ["3", "ERRORED"]]
-    assert ok("components", "mixed", "--status", "errored").stdout == "1\n3\n"
-    assert ok("components", "mixed", "--status", "ERRORED", "--status", "completed").stdout == "0\n1\n2\n3\n"
+    assert ok("components", "mixed", "--status", "errored").stdout == "1 3\n"
+    assert ok("components", "mixed", "--status", "ERRORED", "--status", "completed").stdout == "0 1 2 3\n"
     result = ok("components", "mixed", "--status", "held")  # none: nothing printed, success
     assert result.stdout == "" and result.stderr == ""
     result = run("components", "mixed", "--status", "bogus")
@@ -275,9 +278,8 @@ def test_hold_reasons_release_and_timeouts(tmp_path):
     assert ok("reasons", "gated").stdout == ""
     result = run("wait", "gated", "--timeout", "0.2")
     assert result.exit_code == 124 and result.stderr.startswith("ERROR: timed out")
-    result = run("stdout", "gated", 0)
-    assert result.exit_code == 1 and "not available yet" in result.stderr
-    assert run("stdout", "gated", 0, "--timeout", "0.1").exit_code == 124
+    result = run("stdout", "gated", 0, "--timeout", "0.1")
+    assert result.exit_code == 124 and "timed out" in result.stderr
 
     gate.touch()
     assert ok("wait", "gated", "--timeout", 60).stdout == "gated: all 2 components completed\n"
@@ -315,7 +317,7 @@ def test_rerun(tmp_path):
     assert list(m) == ["ok"] * 3
 
     result = run("rerun", "components", "rr", 7)
-    assert result.exit_code == 1 and "component 7 is not in map" in result.stderr
+    assert result.exit_code == 1 and "cannot rerun components 7 of map rr: they are not in the map" in result.stderr
     assert run("rerun", "components", "rr").exit_code == 2  # needs component numbers
 
     gate = tmp_path / "gate"

@@ -81,9 +81,8 @@ def public_objects():
     for name, obj in vars(exceptions).items():
         if inspect.isclass(obj) and issubclass(obj, BaseException) and from_htmap(obj):
             objs[f"htmap.exceptions.{name}"] = obj
-    # the types of Map.stdout / Map.stderr / Map.output_files
-    objs["htmap.maps.ComponentLogs"] = maps.ComponentLogs
-    objs["htmap.maps.OutputFiles"] = maps.OutputFiles
+    # the base of the types of Map.stdout / Map.stderr (htmap.MapStdOut, htmap.MapStdErr)
+    objs["htmap.maps.MapStdX"] = maps.MapStdX
     return objs
 
 

@@ -20,7 +20,7 @@ def test_exception_becomes_component_error_with_report():
     assert "component input 3 is bad" in str(info.value)
     m.wait(timeout=T, errors_ok=True)
     assert m.component_statuses[3] is ComponentStatus.ERRORED
-    assert [e.component for e in m.errors] == [3]
+    assert list(m.errors) == [3] and m.errors[3].component == 3
     err = m.get_err(3)
     assert err.exception_msg == "component input 3 is bad"
     assert err.exception_type.endswith("ValueError")
@@ -45,7 +45,7 @@ def test_exception_becomes_component_error_with_report():
 
 def test_errors_never_block_on_unfinished_components(tmp_path):
     m = htmap.map(funcs.wait_for_file, [str(tmp_path / "never")], tag="blocked")
-    assert m.errors == []
+    assert m.errors_so_far == {}
     m.remove()
 
 

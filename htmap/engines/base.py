@@ -162,5 +162,11 @@ class Engine(abc.ABC):
         """Change a resource request (``request_memory`` in MB, ``request_disk`` in KB)."""
         raise NotImplementedError(f"the {self.name} engine cannot edit {resource}")
 
+    def live_log(self, job: JobSet, component: int, stream: str) -> Optional[Path]:
+        """The file a running component's ``stream`` (stdout or stderr) grows in, or None.
+
+        Engines whose jobs write straight into the map's logs (Slurm) need not override this."""
+        return job.logs_dir / f"{component}.{stream}"
+
     def forget(self, job: JobSet) -> None:
         """Drop any engine-side record of the job set (called when its map is removed)."""

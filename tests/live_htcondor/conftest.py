@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from typing import Dict, List, Sequence
 
-import cloudpickle
 import pytest
 
 import htmap
-from tests import funcs
 
-# the pool's python3 cannot import the tests: ship their functions by value
-cloudpickle.register_pickle_by_value(funcs)
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 WHY_SKIPPED = ("the live HTCondor tests run as the pool's user: start the pool with "
                "'sudo bash scripts/htcondor-pool.sh start', then 'sudo bash scripts/htcondor-pool.sh test'")
@@ -31,9 +25,7 @@ def live_pool_ready() -> bool:
 
 def pytest_collection_modifyitems(config, items):
     if live_pool_ready():
-        for module in {item.module for item in items if "live_htcondor" in str(item.fspath)}:
-            cloudpickle.register_pickle_by_value(module)  # their functions run on the pool
-        return
+        return  # (tests/conftest.py ships the tests' functions to the pool by value)
     for item in items:
         if "live_htcondor" in str(item.fspath):
             item.add_marker(pytest.mark.skip(reason=WHY_SKIPPED))

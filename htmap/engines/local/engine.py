@@ -145,6 +145,22 @@ class LocalEngine(Engine):
             delay = min(delay * 2, 0.1)
         return False
 
+    def live_log(self, job: JobSet, component: int, stream: str) -> Optional[Path]:
+        """The capture file of the worker running ``component`` (each worker names its component in
+        its ``current`` file), or None when no worker runs it."""
+        import glob
+        import tempfile
+
+        wanted = f"{job.job_id} {component}"
+        for marker in glob.glob(os.path.join(tempfile.gettempdir(), "htmap-scratch-*", "worker-*", "current")):
+            try:
+                with open(marker) as f:
+                    if f.readline().strip() == wanted:
+                        return Path(marker).with_name(stream)
+            except OSError:
+                continue
+        return None
+
     def forget(self, job: JobSet) -> None:
         self.wait_for_control(job)
 

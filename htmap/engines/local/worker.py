@@ -90,6 +90,16 @@ def save_capture(fd, destination, runner):
     return size
 
 
+CURRENT_WIDTH = 128
+
+
+def mark_current(fd, job_id, component):
+    """Name the component this worker runs in its ``current`` file (``htmap stdout --follow``
+    reads it): one line, padded so that it always overwrites the one before."""
+    line = ("%s %d" % (job_id, component)).ljust(CURRENT_WIDTH - 1) + "\n"
+    os.pwrite(fd, line.encode(), 0)
+
+
 def empty_directory(path):
     """Remove what a component left in its scratch directory (usually nothing)."""
     with os.scandir(path) as entries:
@@ -279,6 +289,7 @@ def main(runner_path, conn_fd):
     scratch = os.path.join(home, "scratch")  # reused: a directory per component is slow on AFS/NFS
     os.makedirs(scratch, exist_ok=True)
     queue = collections.deque()  # the supervisor sends more components before these end
+    current = os.open(os.path.join(home, "current"), os.O_WRONLY | os.O_CREAT, 0o600)
     outbox = Outbox(conn)
     while True:
         try:
@@ -288,6 +299,7 @@ def main(runner_path, conn_fd):
             return 0
         job_id, directory, sys_path, component, extras = queue.popleft()
         outbox.add(("start", job_id, component, time.time()))
+        mark_current(current, job_id, component)
         extras = extras or {}
         if extras.get("files"):
             try:
