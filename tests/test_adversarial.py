@@ -502,10 +502,13 @@ def test_a_supervisor_that_exited_when_idle_is_restarted_silently(isolated_htmap
     htmap.load("held-idle").wait(timeout=T)
 
 
-def test_a_mistyped_option_warns_on_slurm_too(tmp_path):
+def test_a_mistyped_option_warns_on_slurm_too(tmp_path, monkeypatch):
     from htmap.engines import JobSet
     from htmap.engines.slurm.engine import SlurmEngine
 
+    from htmap.engines.slurm import commands
+
+    monkeypatch.setattr(commands, "sbatch_available", lambda *a, **k: (False, "not probed in this test"))
     job = JobSet(directory=tmp_path, job_id="20261208-0123456789abcdef", name="t", num_components=1,
                  fixed={"request_memmory": 5, "partition": "short"}, per_component={}, custom={}, settings={},
                  fixed_input_files=[], input_files=None, output_remaps=None)
