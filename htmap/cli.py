@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -267,12 +268,32 @@ def existing_tags(*patterns: str) -> List[str]:
     return [t for t in htmap.get_tags() if not patterns or any(fnmatch.fnmatchcase(t, p) for p in patterns)]
 
 
-def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, default_all: bool = False) -> List[str]:
+def select_tags(tags: Sequence[str], patterns: Sequence[str], all_: bool, *, default_all: bool = False,
+                keep_damaged: bool = False) -> List[str]:
     """The tags a command acts on, in order, without repeats.
 
     Standard input is read only when no tag, pattern or ``--all`` was given and it is not
     a terminal. With ``default_all`` (``status``) no selection at all means every map.
+    A damaged map found by ``--all`` or a pattern is left out with a warning (unless
+    ``keep_damaged``): one damaged map never stops a command on the others.
     """
+    named = set(tags)
+    return [t for t in _selected(tags, patterns, all_, default_all)
+            if keep_damaged or t in named or not _damaged(t)]
+
+
+def _damaged(tag: str) -> bool:
+    try:
+        htmap.load(tag)
+    except exceptions.MapIsDamaged as e:
+        _warn_once(str(e))
+        return True
+    except (exceptions.TagNotFound, exceptions.MapWasRemoved):
+        pass
+    return False
+
+
+def _selected(tags: Sequence[str], patterns: Sequence[str], all_: bool, default_all: bool) -> List[str]:
     chosen: List[str] = list(tags)
     if all_:
         chosen += htmap.get_tags()
@@ -353,6 +374,13 @@ def cli(verbose: bool) -> None:
         _start_logging()
     logger.debug("htmap %s called with %r", htmap.__version__, sys.argv[1:])
     htmap.settings["CLI.IS_CLI"] = True
+    warnings.showwarning = _show_warning
+    _warned.clear()  # each command says each warning once
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """htmap's warnings (a restarted supervisor, a damaged map) as ``WARNING: ...`` lines, no source line."""
+    warn(str(message))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
@@ -374,6 +402,10 @@ def tags(patterns: Tuple[str, ...]) -> None:
     found = existing_tags(*patterns)
     for tag in found:
         click.echo(tag)
+    for tag in found:
+        info = mapstore.examine(tag)
+        if info.state == "damaged":
+            warn(mapstore.damaged_hint(tag, info.problem or ""))
 
 
 def _status_row(m: "htmap.Map", meta: bool) -> Dict[str, Any]:
@@ -390,7 +422,18 @@ def _status_rows(tags: Sequence[str], meta: bool, strict: bool) -> List[Tuple["h
             if strict:
                 raise no_such_tag(tag) from None  # an explicitly named tag
             continue  # removed while we looked
+        except exceptions.MapIsDamaged as e:
+            _warn_once(str(e))  # named on stderr; one damaged map never hides the others
     return out
+
+
+_warned: set = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        warn(message)
 
 
 def _fields(state: bool, meta: bool) -> List[str]:
@@ -632,10 +675,24 @@ def wait(tags, patterns, all_, timeout, progress) -> None:
               help="Delete the map's files even if its engine cannot be told to stop its components.")
 def remove(tags, patterns, all_, force) -> None:
     """Stop the maps' components and delete the maps."""
-    for m in load_all(select_tags(tags, patterns, all_)):
+    selected = select_tags(tags, patterns, all_, keep_damaged=force)
+    damaged = []
+    for tag in selected:  # a damaged map is deleted only with --force (its engine cannot be told to stop it)
+        try:
+            htmap.load(tag)
+        except exceptions.MapIsDamaged:
+            if not force:
+                raise
+            damaged.append(tag)
+        except exceptions.TagNotFound:
+            pass
+    for m in load_all(t for t in selected if t not in damaged):
         tag = m.tag
         m.remove(force=force)
         click.echo(f"Removed map {tag}")
+    for tag in damaged:
+        htmap.remove(tag, force=True)
+        click.echo(f"Removed damaged map {tag}")
 
 
 @cli.command()
@@ -644,7 +701,11 @@ def remove(tags, patterns, all_, force) -> None:
               help="Delete files even if an engine cannot be told to stop components.")
 def clean(all_, force) -> None:
     """Remove transient maps (maps made without a tag); every map with --all."""
-    removed = htmap.clean(all=all_, force=force)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        removed = htmap.clean(all=all_, force=force)
+    for w in caught:  # damaged maps kept without --force
+        warn(str(w.message))
     for tag in removed:
         click.echo(f"Removed map {tag}")
     if not removed:

@@ -144,3 +144,19 @@ class InsufficientHTCondorVersion(HTMapException):
 
 class CorruptEventLog(HTMapException):
     """An engine's event log holds something htmap cannot read."""
+
+
+class TooManyComponents(HTMapException):
+    """The inputs went past the ``MAX_COMPONENTS`` setting (an endless iterator?); nothing was submitted."""
+
+
+class MapIsDamaged(HTMapException):
+    """A file of the map (or its tag file) cannot be read; ``htmap remove --force TAG`` deletes it."""
+
+
+class SupervisorSocketTaken(HTMapException):
+    """Another user's process holds the local supervisor's socket, so no supervisor of ours can listen."""
+
+
+class SettingsFileError(HTMapException):
+    """The settings file (``~/.htmaprc``) cannot be read; htmap needs it fixed or removed."""

@@ -14,6 +14,18 @@ TRANSFER_DIR = "_htmap_transfer"
 CHECKPOINT_DIR = "_htmap_checkpoint"
 
 
+def _make_private_dirs(path: str) -> None:
+    from .runner import make_private_dirs
+
+    make_private_dirs(path)
+
+
+def _make_private(path: str) -> None:
+    from .runner import make_private
+
+    make_private(path)
+
+
 def on_execute() -> bool:
     return os.environ.get("HTMAP_ON_EXECUTE") == "1"
 
@@ -74,10 +86,11 @@ def checkpoint(*paths: PathLike) -> None:
     staging = target.with_name(target.name + ".new")
     old = target.with_name(target.name + ".old")
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    _make_private_dirs(str(staging))
     for p in paths:
         src = Path(p)
         _copy(src, staging / _relative(src))
+    _make_private(str(staging))  # it may be inside the map (local engine): 0700/0600 whatever the umask
     # publish by rename: a crash leaves either the old or the new checkpoint, never half of one
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from . import exceptions, mapstore, store
@@ -33,7 +34,7 @@ def load(tag: str) -> Map:
 
 
 def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
-    """The tags of the existing maps.
+    """The tags of the existing maps (damaged ones too: they can be removed).
 
     Parameters
     ----------
@@ -46,13 +47,25 @@ def get_tags(pattern: Optional[str] = None) -> Tuple[str, ...]:
         The tags.
     """
     found = mapstore.matching_tags(pattern) if pattern else mapstore.all_tags()
-    return tuple(t for t in found if _published(t))
+    return tuple(t for t in found if mapstore.examine(t).state in ("published", "damaged"))
 
 
 def _published(tag: str) -> bool:
     """Maps still being created (or whose creator died) have a tag but are not maps yet."""
-    uid = mapstore.uid_for_tag(tag)
-    return bool(uid) and mapstore.is_published(uid)
+    return mapstore.examine(tag).state == "published"
+
+
+def damaged_maps(pattern: Optional[str] = None) -> Dict[str, str]:
+    """``{tag: what is wrong}`` for every map that cannot be loaded because a file of it is damaged."""
+    out = {}
+    for tag in get_tags(pattern):
+        try:
+            Map.load(tag)
+        except exceptions.MapIsDamaged as e:
+            out[tag] = str(e)
+        except exceptions.TagNotFound:
+            continue
+    return out
 
 
 def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
@@ -66,7 +79,7 @@ def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
     Returns
     -------
     tuple of Map
-        The maps.
+        The maps. A damaged map is left out, with a warning naming it and its file.
     """
     maps = []
     for tag in get_tags(pattern):
@@ -74,6 +87,8 @@ def load_maps(pattern: Optional[str] = None) -> Tuple[Map, ...]:
             maps.append(Map.load(tag))
         except exceptions.TagNotFound:
             continue  # removed or still being created meanwhile
+        except exceptions.MapIsDamaged as e:
+            warnings.warn(str(e), UserWarning, stacklevel=2)
     return tuple(maps)
 
 
@@ -88,11 +103,14 @@ def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
         Do nothing if no map has this tag (the default); with ``False``, raise instead.
     force : bool, optional
         Delete the files even if the map's engine could not be told to stop the components.
+        Needed to remove a damaged map (its engine cannot be told anything).
 
     Raises
     ------
     htmap.exceptions.TagNotFound
         If no map has this tag and ``not_exist_ok`` is ``False``.
+    htmap.exceptions.MapIsDamaged
+        If the map is damaged and ``force`` is ``False``.
     """
     try:
         m = Map.load(tag)
@@ -100,6 +118,11 @@ def remove(tag: str, not_exist_ok: bool = True, force: bool = False) -> None:
         if not_exist_ok:
             return
         raise
+    except exceptions.MapIsDamaged:
+        if not force:
+            raise
+        mapstore.remove_damaged(tag)
+        return
     m.remove(force=force)
 
 
@@ -113,7 +136,8 @@ def clean(all: bool = False, force: bool = False) -> List[str]:
     all : bool, optional
         Remove every map, not only the transient ones. Default ``False``.
     force : bool, optional
-        Delete map files even if an engine could not be told to stop the components.
+        Delete map files even if an engine could not be told to stop the components, and
+        delete damaged maps (without it, each is named in a warning and kept).
 
     Returns
     -------
@@ -121,7 +145,18 @@ def clean(all: bool = False, force: bool = False) -> List[str]:
         The tags of the removed maps.
     """
     removed = []
-    for m in load_maps():
+    for tag in get_tags():
+        try:
+            m = Map.load(tag)
+        except exceptions.TagNotFound:
+            continue
+        except exceptions.MapIsDamaged as e:
+            if force:
+                mapstore.remove_damaged(tag)
+                removed.append(tag)
+            else:
+                warnings.warn(str(e), UserWarning, stacklevel=2)
+            continue
         if all or m.is_transient:
             removed.append(m.tag)
             m.remove(force=force)
@@ -298,10 +333,22 @@ def status(maps: Optional[List[Map]] = None, include_state: bool = True, include
     Returns
     -------
     str
-        The table: one row per map.
+        The table: one row per map, then a line for each damaged map naming what is wrong.
     """
+    damaged: Dict[str, str] = {}
+    if maps is None:
+        damaged = damaged_maps()
+        maps = [m for m in _quietly(load_maps)]
     table = status_cells(status_rows(maps, include_state, include_meta), include_state, include_meta)
-    return "\n".join(aligned_table(table, [False] + [True] * (len(table[0]) - 1)))
+    lines = aligned_table(table, [False] + [True] * (len(table[0]) - 1))
+    return "\n".join(lines + [f"{tag}: DAMAGED: {why}" for tag, why in sorted(damaged.items())])
+
+
+def _quietly(func):
+    """Call ``func`` without its warnings (when the caller reports the same thing itself)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return func()
 
 
 def status_json(maps: Optional[List[Map]] = None, include_state: bool = True, include_meta: bool = True,

@@ -345,6 +345,13 @@ def _in_ipython() -> bool:
         return False
 
 
+def _max_components() -> int:
+    value = settings.get("MAX_COMPONENTS", 10_000_000)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise exceptions.InvalidOption(f"setting MAX_COMPONENTS={value!r} must be a whole number, 1 or more")
+    return value
+
+
 class _UserIteratorError(Exception):
     """Carries the caller's own exception out of the map's creation, past htmap's handlers."""
 
@@ -354,8 +361,10 @@ class _UserIteratorError(Exception):
 
 
 def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[Tuple[Tuple, Dict[str, Any]]]:
-    """Let an exception from the caller's iterator through as itself (as HTMap 0.6 did), with a note."""
+    """Let an exception from the caller's iterator through as itself (as HTMap 0.6 did), with a note;
+    stop an endless one at MAX_COMPONENTS."""
     count = 0
+    limit = _max_components()
     while True:
         try:
             pair = next(pairs)
@@ -367,6 +376,11 @@ def _checked_inputs(pairs: Iterator[Tuple[Tuple, Dict[str, Any]]]) -> Iterator[T
             if hasattr(e, "add_note"):  # Python >= 3.11
                 e.add_note(note)
             raise _UserIteratorError(e) from None
+        if count == limit:
+            raise exceptions.TooManyComponents(
+                f"the inputs go past MAX_COMPONENTS={limit} (is the input iterator endless?); nothing was "
+                f"submitted. Give a finite input, or raise the limit: htmap.settings['MAX_COMPONENTS'] = ..."
+            )
         count += 1
         yield pair
 
@@ -468,7 +482,7 @@ def _say_created(tag: str, n: int, engine_name: str, why: str) -> None:
 def _free_random_tag() -> str:
     for _ in range(100):
         tag = tags.random_tag()
-        if mapstore.uid_for_tag(tag) is None:
+        if mapstore.read_tag_file(tag) is None:
             return tag
     raise exceptions.HTMapException("could not find a free random tag; clean up transient maps with htmap.clean()")
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime
+import errno
 import functools
 import os
 import shutil
@@ -15,6 +16,7 @@ from .engines import Action, JobSet, make_engine
 from .errors import ComponentError, ComponentHold
 from .state import FINISHED, ComponentStatus, MapState
 
+READ_ONLY_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)  # the folded state is a cache: skip saving it
 SAVE_INTERVAL = 2.0  # seconds between saves of the folded state while a map runs
 SETTLE_SECONDS = 30.0  # at most this long an act waits for the map's state to show it
 # what each act leaves a component as, once the scheduler has carried it out
@@ -395,21 +397,25 @@ class Map(Sequence):
         ------
         htmap.exceptions.TagNotFound
             If no map has this tag (or it is still being created).
+        htmap.exceptions.MapIsDamaged
+            If a file of the map (or its tag file) cannot be read; ``htmap.remove(tag, force=True)``
+            deletes it.
         """
-        uid = mapstore.uid_for_tag(tag)
-        if uid is None:
+        info = mapstore.examine(tag)
+        if info.state == "damaged":
+            raise exceptions.MapIsDamaged(mapstore.damaged_hint(tag, info.problem or ""))
+        if info.state != "published" or info.uid is None or info.meta is None:
             raise mapstore.tag_not_found(tag)
-        existing = cls._instances.get(uid)
+        existing = cls._instances.get(info.uid)
         if existing is not None and not existing._removed and existing._dir.exists():
             existing._tag = tag
             return existing
-        directory = mapstore.map_directory(uid)
-        meta = mapstore.read_meta(directory)
-        if meta is None or not meta.get("submitted"):
-            raise mapstore.tag_not_found(tag)
-        meta["tag"] = tag
-        m = cls(uid, directory, meta)
-        cls._instances[uid] = m
+        meta = dict(info.meta, tag=tag)
+        try:
+            m = cls(info.uid, mapstore.map_directory(info.uid), meta)
+        except exceptions.MapIsDamaged as e:
+            raise exceptions.MapIsDamaged(mapstore.damaged_hint(tag, str(e))) from None
+        cls._instances[info.uid] = m
         return m
 
     # -- identity ---------------------------------------------------------------
@@ -549,6 +555,10 @@ class Map(Sequence):
         except FileNotFoundError:
             return  # removed under us
         except OSError as e:
+            if e.errno in READ_ONLY_ERRNOS:  # a colleague's maps, or a read-only mount: reading needs no cache
+                self._dirty = False
+                self._last_save = time.monotonic()
+                return
             if e.errno not in store.NO_ROOM_ERRNOS:
                 raise
             if not self._warned_no_room:

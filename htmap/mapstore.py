@@ -9,10 +9,11 @@ import fnmatch
 import json
 import os
 import pickle
+import re
 import secrets
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import exceptions, layout, settings as settings_module, store, tags
 
@@ -29,20 +30,81 @@ def tags_dir() -> Path:
     return root() / "tags"
 
 
+UID_SHAPE = re.compile(r"[0-9]{8}-[0-9a-f]{16}")  # what new_uid makes; nothing else names a map directory
+
+
 def new_uid() -> str:
     return f"{time.strftime('%Y%m%d')}-{secrets.token_hex(8)}"
+
+
+def is_uid(text: str) -> bool:
+    return UID_SHAPE.fullmatch(text) is not None
 
 
 def tag_path(tag: str) -> Path:
     return tags_dir() / tags.validate(tag)
 
 
-def uid_for_tag(tag: str) -> Optional[str]:
+def read_tag_file(tag: str) -> Optional[str]:
+    """What the tag file holds (stripped), or None if there is no such tag."""
     try:
-        uid = tag_path(tag).read_text().strip()
-    except FileNotFoundError:
+        return tag_path(tag).read_bytes().decode("utf-8", "replace").strip()
+    except (FileNotFoundError, IsADirectoryError):
         return None
-    return uid or None
+
+
+def uid_for_tag(tag: str) -> Optional[str]:
+    """The map id the tag names; None if there is no tag or it holds no valid map id (damaged or,
+    for a moment while a map is created, still empty)."""
+    text = read_tag_file(tag)
+    return text if text and is_uid(text) else None
+
+
+class TagInfo(NamedTuple):
+    """What a tag points at. ``state``: "absent", "creating", "published" or "damaged"."""
+    state: str
+    uid: Optional[str] = None
+    problem: Optional[str] = None  # for "damaged": which file, and what is wrong with it
+    meta: Optional[Dict[str, Any]] = None
+
+
+def _young(path: Path) -> bool:
+    """Written less than the grace period ago (a map may be being created)."""
+    try:
+        return time.time() - path.stat().st_mtime < RESERVATION_GRACE_SECONDS
+    except FileNotFoundError:
+        return False
+
+
+def examine(tag: str) -> TagInfo:
+    """Read a tag and its map's ``map.json`` without trusting either (the store is a trust boundary)."""
+    text = read_tag_file(tag)
+    if text is None:
+        return TagInfo("absent")
+    path = tag_path(tag)
+    if not text:
+        return TagInfo("creating") if _young(path) else TagInfo("damaged", problem=f"its tag file {path} is empty")
+    if not is_uid(text):
+        return TagInfo("damaged", problem=f"its tag file {path} holds {text[:60]!r}, which is not a map id")
+    directory = map_directory(text)
+    if not directory.is_dir():
+        if _young(path) or directory.with_name(f".building-{text}").is_dir():
+            return TagInfo("creating", text)
+        return TagInfo("damaged", text, f"its directory {directory} is missing")
+    try:
+        meta = read_meta(directory)
+    except exceptions.MapIsDamaged as e:
+        return TagInfo("damaged", text, str(e))
+    if meta is None:
+        return TagInfo("damaged", text, f"{directory / 'map.json'} is missing")
+    if not meta.get("submitted"):
+        return TagInfo("creating", text, meta=meta)
+    return TagInfo("published", text, meta=meta)
+
+
+def damaged_hint(tag: str, problem: str) -> str:
+    return (f"map {tag!r} is damaged: {problem}; remove it with `htmap remove --force {tag}` "
+            f"(htmap.remove({tag!r}, force=True))")
 
 
 CREATOR_FILE = "creator.json"
@@ -65,7 +127,10 @@ def _pid_alive(pid: int) -> bool:
 
 
 def is_published(uid: str) -> bool:
-    meta = read_meta(map_directory(uid))
+    try:
+        meta = read_meta(map_directory(uid))
+    except exceptions.MapIsDamaged:
+        return True  # a damaged map is not a creation that died: only remove --force deletes it
     return bool(meta and meta.get("submitted"))
 
 
@@ -109,6 +174,9 @@ def reserve_tag(tag: str, uid: str) -> None:
         return
     if take_over_stale(tag) and store.create_exclusive(tag_path(tag), uid.encode()):
         return
+    info = examine(tag)
+    if info.state == "damaged":
+        raise exceptions.TagAlreadyExists(f"{damaged_hint(tag, info.problem or '')}, or choose another tag")
     raise exceptions.TagAlreadyExists(
         f"a map with tag {tag!r} already exists; load it with htmap.load({tag!r}), remove it with "
         f"htmap.remove({tag!r}), or choose another tag"
@@ -145,15 +213,30 @@ def matching_tags(*patterns: str) -> List[str]:
 
 
 def map_directory(uid: str) -> Path:
+    """``maps/<uid>``; an id read from disk is checked first, so it can never name a path elsewhere."""
+    if not is_uid(uid):
+        raise exceptions.MapIsDamaged(f"{uid!r} is not a map id (a tag file or request was tampered with)")
     return maps_dir() / uid
 
 
+META_KEYS = ("num_components", "engine")
+
+
 def read_meta(directory: Path) -> Optional[Dict[str, Any]]:
+    """The map's ``map.json``; None if there is none; MapIsDamaged if it cannot be read."""
+    path = directory / "map.json"
     try:
-        with open(directory / "map.json") as f:
-            return json.load(f)
-    except (FileNotFoundError, json.JSONDecodeError):
+        with open(path, "rb") as f:
+            meta = json.loads(f.read().decode("utf-8"))
+    except FileNotFoundError:
         return None
+    except ValueError as e:  # not JSON, or not UTF-8
+        raise exceptions.MapIsDamaged(f"{path} is not valid JSON ({e})") from None
+    if not isinstance(meta, dict) or not all(k in meta for k in META_KEYS):
+        raise exceptions.MapIsDamaged(f"{path} does not describe a map (it lacks {', '.join(META_KEYS)})")
+    if not isinstance(meta["num_components"], int) or meta["num_components"] < 1:
+        raise exceptions.MapIsDamaged(f"{path} gives {meta['num_components']!r} components")
+    return meta
 
 
 def write_meta(directory: Path, meta: Dict[str, Any]) -> None:
@@ -165,11 +248,32 @@ def write_job(directory: Path, job_fields: Dict[str, Any]) -> None:
 
 
 def read_job(directory: Path) -> Dict[str, Any]:
-    """The stored job fields; maps written before sharding get ``layout`` ``FLAT``."""
-    with open(directory / "job.pkl", "rb") as f:
-        fields = pickle.load(f)
+    """The job set's fields (maps written before sharding get ``layout`` ``FLAT``); MapIsDamaged if
+    ``job.pkl`` is missing or cannot be unpickled."""
+    path = directory / "job.pkl"
+    try:
+        with open(path, "rb") as f:
+            fields = pickle.load(f)
+    except FileNotFoundError:
+        raise exceptions.MapIsDamaged(f"{path} is missing") from None
+    except Exception as e:  # truncated (EOFError), garbled (UnpicklingError, ...)
+        raise exceptions.MapIsDamaged(f"{path} cannot be read ({type(e).__name__}: {e})") from None
+    if not isinstance(fields, dict):
+        raise exceptions.MapIsDamaged(f"{path} does not hold a job set")
     fields["layout"] = layout.version_of(fields)
     return fields
+
+
+def remove_damaged(tag: str) -> None:
+    """Delete a damaged map: its directory (only if the tag names a valid map id) and its tag file."""
+    uid = uid_for_tag(tag)
+    if uid is not None:
+        store.remove_tree(map_directory(uid).with_name(f".building-{uid}"))
+        store.remove_tree(map_directory(uid))
+    try:
+        os.unlink(tag_path(tag))
+    except FileNotFoundError:
+        pass
 
 
 def closest_tags(tag: str, n: int = 3) -> List[str]:

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import collections
 import copy
+import difflib
+import os
 import re
+import warnings
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import exceptions
@@ -21,8 +24,14 @@ SIZE_UNITS = {"": None, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024 **
               "mib": 1024 ** 2, "g": 1024 ** 3, "gb": 1024 ** 3, "gib": 1024 ** 3, "t": 1024 ** 4,
               "tb": 1024 ** 4, "tib": 1024 ** 4}
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*$")
-_DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)\s*(d|h|m|s)", re.I)
-_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+_DURATION_WORDS = {
+    "d": 86400, "day": 86400, "days": 86400,
+    "h": 3600, "hr": 3600, "hrs": 3600, "hour": 3600, "hours": 3600,
+    "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
+    "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
+}
+_DURATION_PART = re.compile(r"\s*([0-9]*\.?[0-9]+)\s*([a-z]+)\s*", re.I)
+DURATION_FORMS = "seconds (5400), '90s', '1min', '20m', '2h', '1d', '1h30m', '1 hour', '2 days' or '01:30:00'"
 
 
 def parse_size(value: Any, default_unit: str, key: str) -> int:
@@ -48,26 +57,39 @@ def parse_size(value: Any, default_unit: str, key: str) -> int:
 
 
 def parse_duration(value: Any, key: str = "max_runtime") -> int:
-    """Seconds from 3600, "90s", "2h", "1h30m", "1d" or "HH:MM:SS"."""
+    """Seconds from 5400, "90s", "1min", "20m", "2h", "1d", "1h30m", "1 hour" or "[D-]HH:MM:SS"."""
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
         return int(value)
-    text = str(value).strip()
-    if re.fullmatch(r"\d+(:\d\d){1,2}", text):
-        seconds = 0
-        for part in text.split(":"):
-            seconds = seconds * 60 + int(part)
-        if seconds > 0:
-            return seconds
-    if re.fullmatch(r"\d+", text) and int(text) > 0:
-        return int(text)
-    parts = _DURATION_PART.findall(text)
-    if parts and _DURATION_PART.sub("", text).strip() == "":
-        seconds = sum(float(n) * _DURATION_UNITS[u.lower()] for n, u in parts)
-        if seconds > 0:
-            return int(seconds)
-    raise exceptions.InvalidOption(
-        f"{key}={value!r} is not a duration; use seconds (3600) or e.g. '90s', '20m', '2h', '1d', '01:30:00'"
-    )
+    text = str(value).strip().lower() if isinstance(value, str) else ""
+    seconds = _clock_seconds(text) or _unit_seconds(text)
+    if seconds:
+        return seconds
+    raise exceptions.InvalidOption(f"{key}={value!r} is not a duration; use {DURATION_FORMS}")
+
+
+def _clock_seconds(text: str) -> int:
+    """"90", "MM:SS", "HH:MM:SS" or Slurm's "D-HH:MM:SS"; 0 if not one of these."""
+    days = 0
+    m = re.fullmatch(r"(\d+)-(\d+(?::\d\d){0,2})", text)
+    if m:
+        days, text = int(m.group(1)), m.group(2)
+    if not re.fullmatch(r"\d+(:\d\d){0,2}", text):
+        return 0
+    seconds = 0
+    for part in text.split(":"):
+        seconds = seconds * 60 + int(part)
+    return days * 86400 + seconds
+
+
+def _unit_seconds(text: str) -> int:
+    """"1h30m", "90 s", "1 hour", "2 days"; 0 if anything else is in the text."""
+    total, pos = 0.0, 0
+    for m in _DURATION_PART.finditer(text):
+        if m.start() != pos or m.group(2) not in _DURATION_WORDS:
+            return 0
+        total += float(m.group(1)) * _DURATION_WORDS[m.group(2)]
+        pos = m.end()
+    return int(total) if pos == len(text) and text else 0
 
 
 def _non_negative_int(value: Any, key: str) -> int:
@@ -122,6 +144,50 @@ def _positive_int(value: Any, key: str) -> int:
     if n <= 0 or isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise exceptions.InvalidOption(f"{key}={value!r} must be a positive whole number")
     return n
+
+
+# options every engine understands (the local engine understands only these)
+PORTABLE_OPTIONS = frozenset(NORMALIZERS) | frozenset(WHOLE_MAP_OPTIONS) | {"request_disk"}
+
+
+def warn_unknown_options(keys: Iterable[str], known: Iterable[str], engine: str) -> None:
+    """A key the engine ignores is most likely a typo: say so, naming the closest known option."""
+    known = sorted(known)
+    for key in sorted(set(keys) - set(known)):
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; it understands {', '.join(known)}"
+        warnings.warn(f"map option {key!r} means nothing to the {engine} engine and is ignored{hint}",
+                      UserWarning, stacklevel=4)
+
+
+def as_map_options(value: Any, what: str = "map_options") -> Optional["MapOptions"]:
+    """A MapOptions from a MapOptions, a dict of options, or None."""
+    if value is None or isinstance(value, MapOptions):
+        return value
+    if isinstance(value, Mapping):
+        return MapOptions(**{str(k): v for k, v in value.items()})
+    raise exceptions.InvalidOption(
+        f"{what} must be a htmap.MapOptions (or a dict of options), not {type(value).__name__}; "
+        f"e.g. map_options=htmap.MapOptions(request_memory='2GB')"
+    )
+
+
+def _file_entries(value: Any, key: str) -> List[Any]:
+    """``fixed_input_files``: one path or a list of them; anything else is refused at once."""
+    if value is None:
+        return []
+    if isinstance(value, (str, os.PathLike)) or not isinstance(value, Iterable):
+        value = [value]
+    from .transfer import TransferPath
+
+    entries = list(value)
+    for entry in entries:
+        if not isinstance(entry, (str, os.PathLike, TransferPath)):
+            raise exceptions.InvalidOption(
+                f"{key} entry {entry!r} is a {type(entry).__name__}, not a path; give paths as str, "
+                f"pathlib.Path or htmap.TransferPath (e.g. {key}=['data.csv'])"
+            )
+    return entries
 
 
 def normalize_custom_key(key: str) -> str:
@@ -243,11 +309,7 @@ class MapOptions(collections.UserDict):
                      retry_exceptions=retry_exceptions, requirements=requirements, max_running=max_running,
                      credentials=credentials, partition=partition, account=account, qos=qos)
         kwargs = {**{k: v for k, v in named.items() if v is not None}, **kwargs}
-        if fixed_input_files is None:
-            fixed_input_files = []
-        elif isinstance(fixed_input_files, (str, bytes)) or not isinstance(fixed_input_files, Iterable):
-            fixed_input_files = [fixed_input_files]
-        self.fixed_input_files: List[Any] = list(fixed_input_files)
+        self.fixed_input_files: List[Any] = _file_entries(fixed_input_files, "fixed_input_files")
         self.input_files: Optional[List[Any]] = list(input_files) if input_files is not None else None
         self.output_remaps = output_remaps
         self.custom_options: Dict[str, Any] = {}
@@ -296,12 +358,14 @@ class MapOptions(collections.UserDict):
             The options to start from (for example, those of a mapped function).
         override : MapOptions or None
             The options that take precedence (for example, those given to one map).
+            Either may also be a dict of options.
 
         Returns
         -------
         MapOptions
             The merged options.
         """
+        base, override = as_map_options(base), as_map_options(override)
         base = base.copy() if base is not None else cls()
         if override is None:
             return base

@@ -232,7 +232,7 @@ def run(func, args, kwargs, component, scratch):
     started = time.time()
     try:
         value = func(*args, **kwargs)
-    except Exception as e:
+    except (Exception, KeyboardInterrupt) as e:  # KeyboardInterrupt raised by user code is its error too
         report = error_report(component, "exception", str(e), exc=e, scratch=scratch, started=started)
         sys.stderr.write(report["traceback"])
         sys.stderr.flush()
@@ -323,6 +323,36 @@ def publish(path, data):
             pass
         raise
     return path
+
+
+def make_private_dirs(path):
+    """Create ``path`` and its missing parents as 0700, set explicitly: a umask of 000 must not
+    open a map's directories (they hold pickles) to other users."""
+    missing = []
+    while path and not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for d in reversed(missing):
+        try:
+            os.mkdir(d, 0o700)
+        except FileExistsError:
+            continue
+        os.chmod(d, 0o700)
+
+
+def make_private(path):
+    """Directories 0700 and files 0600 in a tree brought into the map (symlinks are left alone)."""
+    if os.path.islink(path):
+        return
+    if not os.path.isdir(path):
+        os.chmod(path, 0o600)
+        return
+    os.chmod(path, 0o700)
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            full = os.path.join(root, name)
+            if not os.path.islink(full):
+                os.chmod(full, 0o700 if name in dirs else 0o600)
 
 
 def write_output(output_dir, component, data):

@@ -8,7 +8,7 @@ import copy
 import os
 import sys
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 
 from . import exceptions
 
@@ -17,14 +17,24 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+import tomli_w
+
 from . import store
 
+def absolute_dir(value: Any) -> str:
+    """HTMAP_DIR as an absolute path, fixed when it is read: the supervisor runs in ``/``, and a
+    later ``chdir`` must not move the maps."""
+    return os.path.abspath(os.path.expanduser(str(value)))
+
+
 BASE_SETTINGS: Dict[str, Any] = {
-    "HTMAP_DIR": str(Path.home() / ".htmap"),
+    # as in HTMap 0.6, $HTMAP_DIR at import is the default: settings.replace(BASE_SETTINGS) keeps it
+    "HTMAP_DIR": absolute_dir(os.environ.get("HTMAP_DIR") or Path.home() / ".htmap"),
     "ENGINE": "auto",
     "DELIVERY_METHOD": "assume",
     "SITE": "",
     "WAIT_TIME": 1,
+    "MAX_COMPONENTS": 10_000_000,  # a map stops with an error past this many inputs (an endless iterator)
     "CLI": {"IS_CLI": False},
     "LOCAL": {"MAX_WORKERS": 0, "IDLE_EXIT_SECONDS": 10},
     "MAP_OPTIONS": {},
@@ -67,7 +77,7 @@ def settings_from_env(environ: Mapping[str, str]) -> Dict[str, Any]:
         key = name[len(ENV_PREFIX):]
         if key == "DIR":
             key = "HTMAP_DIR"
-        _set_dotted(out, key.replace("__", "."), value if key == "HTMAP_DIR" else parse_scalar(value))
+        _set_dotted(out, key.replace("__", "."), absolute_dir(value) if key == "HTMAP_DIR" else parse_scalar(value))
     return out
 
 
@@ -110,17 +120,27 @@ class Settings:
     ----------
     *layers : dict
         The layers, highest precedence first. Without any, one empty layer.
+    file_error : str, optional
+        Why the settings file could not be read. If given, reading any setting raises
+        ``htmap.exceptions.SettingsFileError`` with it (``import htmap`` still works).
 
     Attributes
     ----------
     maps : list of dict
         The layers.
+    file_error : str or None
+        Why the settings file could not be read, or ``None``.
     """
 
-    def __init__(self, *layers: Dict[str, Any]):
+    def __init__(self, *layers: Dict[str, Any], file_error: Optional[str] = None):
         self.maps: List[Dict[str, Any]] = list(layers) or [{}]
+        # the settings file could not be read: every read of a setting says so (a value taken from the
+        # other layers might not be what the user set, e.g. HTMAP_DIR), but importing htmap works
+        self.file_error = file_error
 
     def __getitem__(self, key: str) -> Any:
+        if self.file_error is not None:
+            raise exceptions.SettingsFileError(self.file_error)
         for layer in self.maps:
             try:
                 value = _get_dotted(layer, key)
@@ -155,6 +175,8 @@ class Settings:
             return default
 
     def __setitem__(self, key: str, value: Any) -> None:
+        if key == "HTMAP_DIR" and value:
+            value = absolute_dir(value)
         _set_dotted(self.maps[0], key, value)
 
     def __contains__(self, key: str) -> bool:
@@ -188,6 +210,7 @@ class Settings:
         """
         layers = other.maps if isinstance(other, Settings) else [other]
         self.maps = [copy.deepcopy(layer) for layer in layers]
+        self.file_error = other.file_error if isinstance(other, Settings) else None
 
     def append(self, other: Union["Settings", Dict[str, Any]]) -> None:
         """Add layers below the existing ones (lowest precedence).
@@ -248,6 +271,8 @@ class Settings:
         """
         path = Path(path) if path is not None else rc_path()
         store.write_text_atomic(path, to_toml(self.maps[layer]))
+        if path == rc_path():
+            self.file_error = None  # the broken file was just replaced
         return path
 
     def __repr__(self) -> str:
@@ -260,32 +285,23 @@ class Settings:
 _MISSING = object()
 
 
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    if isinstance(v, (str, Path)):
-        s = str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-        return f'"{s}"'
-    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+def _plain(value: Any) -> Any:
+    """What TOML can hold: paths as strings, tuples as lists, tables as dicts."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if value is None or not isinstance(value, (str, int, float, bool)):
+        raise exceptions.HTMapException(f"cannot write {value!r} ({type(value).__name__}) to the settings file; "
+                                        "settings hold strings, numbers, booleans, lists and tables")
+    return value
 
 
-def to_toml(d: Mapping[str, Any], prefix: str = "") -> str:
-    """The small TOML subset settings need (tables, scalars, lists)."""
-    lines = [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in d.items() if not isinstance(v, Mapping)]
-    for k, v in d.items():
-        if isinstance(v, Mapping):
-            name = f"{prefix}{_toml_key(k)}"
-            body = to_toml(v, name + ".")
-            lines.append(f"\n[{name}]\n{body}" if body.strip() else f"\n[{name}]")
-    return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _toml_key(k: str) -> str:
-    return k if k.replace("_", "").replace("-", "").isalnum() else _toml_value(k)
+def to_toml(d: Mapping[str, Any]) -> str:
+    """Settings as TOML (tomli-w: any string, also with control characters, reads back the same)."""
+    return tomli_w.dumps(_plain(d))
 
 
 def _load_rc() -> Dict[str, Any]:
@@ -296,23 +312,36 @@ def _load_rc() -> Dict[str, Any]:
     except FileNotFoundError:
         return {}
     except tomllib.TOMLDecodeError as e:
-        raise exceptions.HTMapException(f"{path} is not valid TOML: {e}; fix or remove it") from e
+        raise exceptions.SettingsFileError(f"the settings file {path} is not valid TOML ({e}); fix it, or "
+                                           f"remove it (htmap then uses its defaults)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise exceptions.SettingsFileError(f"the settings file {path} cannot be read ({e}); fix its "
+                                           "permissions, or remove it") from None
+
+
+def _rc_or_error() -> Tuple[Dict[str, Any], Optional[str]]:
+    try:
+        return _load_rc(), None
+    except exceptions.SettingsFileError as e:
+        return {}, str(e)
 
 
 def user_settings() -> Settings:
     """Only what the settings file (``~/.htmaprc``) says."""
-    return Settings(_load_rc())
+    rc, error = _rc_or_error()
+    return Settings(rc, file_error=error)
 
 
 def build_settings() -> Settings:
-    return Settings({}, _load_rc(), settings_from_env(os.environ), copy.deepcopy(BASE_SETTINGS))
+    rc, error = _rc_or_error()
+    return Settings({}, rc, settings_from_env(os.environ), copy.deepcopy(BASE_SETTINGS), file_error=error)
 
 
 settings = build_settings()
 
 
 def htmap_dir() -> Path:
-    return Path(os.path.expanduser(str(settings["HTMAP_DIR"])))
+    return Path(absolute_dir(settings["HTMAP_DIR"]))
 
 
 def reset_for_tests() -> None:

@@ -32,7 +32,8 @@ def make_dir(path: PathLike) -> Path:
         try:
             os.mkdir(d, DIR_MODE)
         except FileExistsError:
-            pass
+            continue
+        os.chmod(d, DIR_MODE)  # explicitly: an odd umask (0o277) must not change it
     return path
 
 

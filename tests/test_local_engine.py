@@ -121,6 +121,7 @@ def test_submitter_killed_while_writing_inputs_leaves_nothing_visible(tmp_path):
         sys.path.insert(0, {str(REPO)!r})
         import htmap
         from tests import funcs
+        htmap.settings["ENGINE"] = "local"  # not auto: a Slurm installed here but down makes auto refuse
         def inputs():
             for i in range(100_000):
                 if i == 5000:

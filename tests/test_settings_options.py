@@ -63,8 +63,9 @@ def test_save_writes_rc_file_used_by_new_settings(tmp_path):
 
 def test_invalid_rc_file_names_the_file(tmp_path):
     (tmp_path / "home" / ".htmaprc").write_text("this is not = = toml")
-    with pytest.raises(exceptions.HTMapException, match=".htmaprc"):
-        build_settings()
+    s = build_settings()  # importing htmap still works (issue 13.4); reading a setting says what is wrong
+    with pytest.raises(exceptions.SettingsFileError, match=".htmaprc is not valid TOML"):
+        s["WAIT_TIME"]
 
 
 @pytest.mark.parametrize("text, mb", [("128MB", 128), ("2 GB", 2048), ("1GB", 1024), (512, 512), ("1.5G", 1536),
@@ -106,3 +107,64 @@ def test_resolve_splits_fixed_and_per_component():
     assert per == {"request_disk": [1024, 2048]}
     with pytest.raises(exceptions.MisalignedInputData, match="request_disk"):
         resolve(htmap.MapOptions(request_disk=["1MB", "2MB"]), 3)
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("1min", 60), ("20m", 1200), ("2h", 7200), ("1d", 86400),
+                                           ("01:30:00", 5400), ("1 hour", 3600), ("2 days", 172800),
+                                           ("1h 30min", 5400), ("5 minutes", 300), ("1-00:00:00", 86400)])
+def test_durations_in_the_forms_people_write(text, seconds):
+    """Issue 13.6: every engine takes resolve()'s seconds, so these work on each of them."""
+    from htmap.options import resolve
+
+    assert parse_duration(text) == seconds
+    assert resolve(htmap.MapOptions(max_runtime=text), 1)[0] == {"max_runtime": seconds}
+
+
+@pytest.mark.parametrize("text", ["1 fortnight", "soon", "", "h", "1h x", "-5", "0", "00:00", "1:2", True])
+def test_other_durations_are_refused_with_the_accepted_forms(text):
+    with pytest.raises(exceptions.InvalidOption) as e:
+        htmap.MapOptions(max_runtime=text)
+    assert "is not a duration" in str(e.value)
+    for form in ("'90s'", "'1min'", "'20m'", "'2h'", "'1d'", "'01:30:00'", "'1 hour'"):
+        assert form in str(e.value)
+
+
+def test_settings_with_control_characters_are_saved_as_valid_toml(tmp_path):
+    """Issue 13.4: the file is written by tomli-w, so any string reads back the same."""
+    import tomllib
+
+    odd = "a\rb\x01c\x7f\"quoted\" \\ back\nslash\ttab \u00e9"
+    htmap.settings["MAP_OPTIONS.custom"] = odd
+    htmap.settings["TRANSPLANT.DIR"] = tmp_path / "a path"
+    htmap.settings["LOCAL.MAX_WORKERS"] = 3
+    path = htmap.settings.save()
+    data = tomllib.loads(path.read_text())
+    assert data["MAP_OPTIONS"]["custom"] == odd
+    assert data["TRANSPLANT"]["DIR"] == str(tmp_path / "a path") and data["LOCAL"]["MAX_WORKERS"] == 3
+    assert build_settings()["MAP_OPTIONS.custom"] == odd
+
+
+def test_a_broken_rc_file_gives_one_error_line_and_help_still_works(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rc = tmp_path / "home" / ".htmaprc"
+    rc.write_bytes(b'WAIT_TIME = "a\rb"\x01\n[[[')
+    repo = Path(__file__).parent.parent
+    env = {**os.environ, "HOME": str(tmp_path / "home"), "PYTHONPATH": str(repo)}
+
+    def htmap_cli(*args):
+        return subprocess.run([sys.executable, "-m", "htmap", *args], env=env, capture_output=True, text=True,
+                              timeout=60)
+
+    for ok in (["--help"], ["--version"], ["status", "--help"]):
+        result = htmap_cli(*ok)
+        assert result.returncode == 0 and result.stderr == "", (ok, result.stderr)
+    result = htmap_cli("tags")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(f"ERROR: the settings file {rc} is not valid")
+    imported = subprocess.run([sys.executable, "-c", "import htmap; print(htmap.USER_SETTINGS.file_error)"],
+                              env=env, capture_output=True, text=True, timeout=60)
+    assert imported.returncode == 0 and str(rc) in imported.stdout

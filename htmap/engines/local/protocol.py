@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import socket
+import struct
 import sys
 import tempfile
 import time
@@ -30,6 +31,8 @@ class LocalPaths:
         self.active = self.root / "active"
         self.control = self.root / "control"
         self.log = self.root / "supervisor.log"
+        # removed when a supervisor exits normally, so only kill -9 (or a crash of the machine) leaves it
+        self.pid = self.root / f"supervisor-{socket.gethostname()}.pid"
 
     def make(self) -> "LocalPaths":
         for d in (self.queue, self.active, self.control):
@@ -49,15 +52,43 @@ def socket_address(htmap_dir: Path):
     return os.path.join(tempfile.gettempdir(), f"htmap-local-{key}.sock")
 
 
+def peer_ids(s: socket.socket) -> Optional[Tuple[int, int]]:
+    """(pid, uid) of the process at the other end of a connected Unix socket (Linux), else None."""
+    if not hasattr(socket, "SO_PEERCRED"):
+        return None
+    pid, uid, _gid = struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i")))
+    return pid, uid
+
+
+def check_peer(s: socket.socket, address: str) -> None:
+    """The name is predictable: fail loudly if another user's process took it first."""
+    from ... import exceptions
+
+    ids = peer_ids(s)
+    if ids is not None and ids[1] != os.getuid():
+        raise exceptions.SupervisorSocketTaken(
+            f"the local engine's socket {address.lstrip(chr(0))!r} is held by another user's process (uid {ids[1]}, "
+            f"pid {ids[0]}), so htmap's supervisor cannot listen on it and your maps would never run; ask the "
+            "machine's administrator to stop that process, or set HTMAP_DIR to another directory (the socket "
+            "name follows from it)"
+        )
+
+
 def wake(htmap_dir: Path) -> bool:
-    """Poke the supervisor; False if none is listening."""
+    """Poke the supervisor; False if none is listening; SupervisorSocketTaken if another user listens."""
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    address = socket_address(htmap_dir)
     try:
-        s.connect(socket_address(htmap_dir))
-        s.sendall(b"w")
+        try:
+            s.connect(address)
+        except OSError:
+            return False
+        check_peer(s, address)
+        try:
+            s.sendall(b"w")
+        except OSError:
+            return False
         return True
-    except OSError:
-        return False
     finally:
         s.close()
 
@@ -94,15 +125,23 @@ def format_event(t: float, component: int, kind: str, extra: Optional[Dict[str, 
     return f"{t:.3f} {comp} {kind} {json.dumps(extra, separators=(',', ':')) if extra else '-'}\n"
 
 
-def parse_events(data: bytes) -> Iterator[Tuple[float, int, int, str, Dict[str, Any]]]:
-    """(time, first, count, kind, extra) for each complete line."""
+KINDS = frozenset(k.value for k in EventKind)
+
+
+def parse_events(data: bytes, skipped: Optional[List[str]] = None) -> Iterator[Tuple[float, int, int, str, Dict[str, Any]]]:
+    """(time, first, count, kind, extra) for each complete line; a line that is not an event (garbled,
+    or never written by this version) is skipped, and added to ``skipped`` if given."""
     for line in data.decode("utf-8", "replace").splitlines():
         try:
             t, comp, kind, extra = line.split(" ", 3)
             first, _, count = comp.partition("+")
             parsed = float(t), int(first), int(count or 1), kind, (json.loads(extra) if extra != "-" else {})
+            if kind not in KINDS or parsed[1] < 0 or parsed[2] < 1 or not isinstance(parsed[4], dict):
+                raise ValueError(kind)
         except ValueError:
-            continue  # never written by this version; skip rather than stop reading
+            if skipped is not None and line.strip():
+                skipped.append(line)
+            continue
         yield parsed
 
 

@@ -111,6 +111,8 @@ class Job:
         data, end = protocol.read_new(self.events_path, 0)
         self.drop_torn_tail(end)
         for _t, first, count, kind, extra in protocol.parse_events(data):
+            if first + count > self.n:
+                continue  # not an event of this job (a damaged line): it must not grow the state
             if extra.get("retry"):
                 self.retries[first] = int(extra["retry"])
             new = _STATE_AFTER.get(kind)
@@ -125,7 +127,8 @@ class Job:
                 else:
                     self.log(now, c, "evicted", reason="htmap's local supervisor stopped while this "
                              "component ran; it runs again")
-        self.pending.extend(c for c, s in enumerate(self.state) if s == PENDING)
+        # log() queued the evicted ones already: rebuild the queue so each waiting component is in it once
+        self.pending = collections.deque(c for c, s in enumerate(self.state) if s == PENDING)
 
     def drop_torn_tail(self, end: int) -> None:
         """A supervisor killed mid-append may leave half a line: cut it before appending."""
@@ -163,10 +166,13 @@ class Job:
         if not self.lines:
             return True
         try:
-            with store.open_private(self.events_path, "ab") as f:
+            fd = os.open(self.events_path, os.O_RDWR | os.O_CREAT | os.O_APPEND, store.FILE_MODE)
+            with os.fdopen(fd, "ab") as f:
                 start = os.fstat(f.fileno()).st_size
                 try:
-                    f.write("".join(self.lines).encode())
+                    # after a stray partial line (a damaged file), start a new line: never glue an event to it
+                    torn = start > 0 and os.pread(f.fileno(), 1, start - 1) != b"\n"
+                    f.write(("\n" if torn else "").encode() + "".join(self.lines).encode())
                     f.flush()
                 except OSError:
                     os.ftruncate(f.fileno(), start)
@@ -378,8 +384,7 @@ class Supervisor:
         self.python = sys.executable
         self.jobs: Dict[str, Job] = {}
         self.workers: List[Worker] = []
-        remove_dead_scratch_roots()
-        self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        self.scratch_root = ""  # made once this supervisor has won the socket (losers leave nothing)
         self.listener: Optional[socket.socket] = None
         self.rr = 0  # round-robin position over jobs
         self.no_room: Optional[str] = None  # why nothing can be written in HTMAP_DIR, while it lasts
@@ -401,6 +406,10 @@ class Supervisor:
             s.bind(address)
         except OSError:
             s.close()
+            try:
+                protocol.wake(self.htmap_dir)
+            except Exception as e:  # squatted by another user: say so in the log (clients say so too)
+                say(str(e))
             return False
         s.listen(64)
         s.setblocking(False)
@@ -410,6 +419,9 @@ class Supervisor:
     def run(self) -> int:
         if not self.bind():
             return 0  # another supervisor serves this HTMAP_DIR
+        remove_dead_scratch_roots()
+        self.scratch_root = tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-")
+        store.write_text_atomic(self.paths.pid, str(os.getpid()))
         for path in protocol.list_requests(self.paths.active):
             reg = protocol.read_json(path)
             if reg and reg.get("host") == self.host:
@@ -449,13 +461,26 @@ class Supervisor:
             for w in self.workers:
                 w.close()
             shutil.rmtree(self.scratch_root, ignore_errors=True)
+            self.remove_pid_file()
+
+    def remove_pid_file(self) -> None:
+        """A normal exit says so; only a killed supervisor leaves its pid file behind."""
+        try:
+            if self.paths.pid.read_text().strip() == str(os.getpid()):
+                self.paths.pid.unlink()
+        except (OSError, ValueError):
+            pass
 
     def try_exit(self) -> bool:
         """Stop listening, then look once more, so no request is left behind."""
+        self.remove_pid_file()  # first: a client that finds no listener from now on knows it is no crash
         self.listener.close()
         self.scan()
         if self.busy():
-            return not self.bind()  # someone else took over if we cannot bind again
+            if self.bind():
+                store.write_text_atomic(self.paths.pid, str(os.getpid()))
+                return False
+            return True  # someone else took over
         return True
 
     def accept_wakeups(self) -> None:
@@ -609,11 +634,13 @@ class Supervisor:
                 if worker is None:
                     break
                 batch = [job.pending.popleft()]
+                job.state[c] = ASSIGNED  # a second entry of c in the queue is skipped, never sent twice
                 while cpus == 1 and len(batch) < chunk:
                     nxt = job.peek_pending()
                     if nxt is None or job.cpus(nxt) != 1:
                         break
                     batch.append(job.pending.popleft())
+                    job.state[nxt] = ASSIGNED
                 self.rr += 1
                 worker.send(job, batch)
 

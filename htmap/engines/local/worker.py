@@ -231,17 +231,22 @@ def stage_inputs(specs, scratch):
     return None
 
 
-def place(src, dest):
-    """Move a file or directory to ``dest`` (replacing what is there), across filesystems too."""
+def place(src, dest, runner=None):
+    """Move a file or directory to ``dest`` (replacing what is there), across filesystems too.
+    With ``runner`` (a destination inside the map), directories become 0700 and files 0600."""
     parent = os.path.dirname(dest)
-    if parent:
-        os.makedirs(parent, mode=0o700, exist_ok=True)
+    if parent and runner is not None:
+        runner.make_private_dirs(parent)
+    elif parent:
+        os.makedirs(parent, exist_ok=True)
     if os.path.isdir(dest) and not os.path.islink(dest):
         shutil.rmtree(dest)
     shutil.move(src, dest)
+    if runner is not None:
+        runner.make_private(dest)
 
 
-def collect_outputs(scratch, target, remaps):
+def collect_outputs(scratch, target, remaps, runner=None):
     """Bring ``_htmap_transfer`` back: remapped names to their destinations, the rest to ``target``
     (the component's output_files directory)."""
     transfer = os.path.join(scratch, TRANSFER_DIR)
@@ -255,7 +260,7 @@ def collect_outputs(scratch, target, remaps):
             if dest is not None:
                 place(src, os.path.join(dest, name) if dest.endswith("/") else dest)
             else:
-                place(src, os.path.join(target, rel))
+                place(src, os.path.join(target, rel), runner)
 
 
 def exception_of(data, runner):
@@ -327,7 +332,7 @@ def main(runner_path, conn_fd):
         # what the component started and left running ends with it, as a batch job's would
         processes.end_leftovers()
         try:
-            collect_outputs(scratch, os.path.join(under("output_files"), str(component)), extras.get("remaps"))
+            collect_outputs(scratch, os.path.join(under("output_files"), str(component)), extras.get("remaps"), runner)
         except OSError as e:
             data = runner.ERR + __import__("pickle").dumps(runner.error_report(
                 component, "failure", "could not bring back the component's output files: %s" % e, scratch=scratch))

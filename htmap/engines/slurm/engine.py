@@ -99,6 +99,8 @@ RESERVED = {
 }
 
 
+SLURM_OPTIONS = frozenset({"partition", "account", "qos", "max_running"})  # map options beyond the portable ones
+
 # ----------------------------------------------------------------------------- small helpers
 
 def _seq() -> str:
@@ -272,6 +274,9 @@ class SlurmEngine(Engine):
 
     # -- checks ---------------------------------------------------------------------
     def check(self, job: JobSet) -> None:
+        from ...options import PORTABLE_OPTIONS, warn_unknown_options
+
+        warn_unknown_options(list(job.fixed) + list(job.per_component), PORTABLE_OPTIONS | SLURM_OPTIONS, self.name)
         for key, value in job.custom.items():
             base = str(key).lstrip("-").split("=", 1)[0]
             word = base if len(base) == 1 else base.lower()  # -c and -C are different options
