@@ -78,7 +78,7 @@ def test_the_guides_external_program_recipe_runs(tmp_path, monkeypatch):
                   map_options=htmap.MapOptions(fixed_input_files=["sim.sh"], max_runtime=2 * 3600))
     m.wait(timeout=60, errors_ok=True)
     assert m.get(0) == "result 0\n" and m.get(1) == "result 1\n"
-    (error,) = m.errors
+    (error,) = m.errors.values()
     assert error.component == 2
     report = "\n".join(m.error_reports())
     assert "exited with status 3" in report and "no convergence" in report
