@@ -7,23 +7,29 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 PathLike = Union[str, "os.PathLike[str]"]
 TRANSFER_DIR = "_htmap_transfer"
 CHECKPOINT_DIR = "_htmap_checkpoint"
 
 
-def _make_private_dirs(path: str) -> None:
-    from .runner import make_private_dirs
+def _runner() -> Any:
+    """htmap's runner; on a node where this file stands in for htmap (see
+    ``runner.provide_htmap_helpers``) that is the running script itself."""
+    try:
+        from . import runner
+    except ImportError:
+        import __main__ as runner
+    return runner
 
-    make_private_dirs(path)
+
+def _make_private_dirs(path: str) -> None:
+    _runner().make_private_dirs(path)
 
 
 def _make_private(path: str) -> None:
-    from .runner import make_private
-
-    make_private(path)
+    _runner().make_private(path)
 
 
 def on_execute() -> bool:

@@ -76,6 +76,7 @@ pool_env() { bash "$POOL_SH" env | sed 's/^export //'; }
 
 as_pool_user() {  # run a command as the pool user, in the copy, with the pool's environment
     [ "$(id -u)" -eq 0 ] || die "run as root (it switches to $POOL_USER)"
+    build_python  # (again only when pyproject.toml changed)
     copy_checkout
     local condor_config path
     condor_config=$(pool_env | sed -n 's/^CONDOR_CONFIG=//p')

@@ -9,7 +9,7 @@ from .conftest import job_ads
 
 
 def test_hold_then_release_then_wait_sees_no_stale_hold():
-    m = htmap.map(funcs.sleep_then, range(3), map_options=htmap.MapOptions(request_memory="10MB"))
+    m = htmap.map(funcs.sleep_then, range(3), map_options=htmap.MapOptions(request_memory="200MB"))
     m.hold()
     assert set(m.component_statuses) == {htmap.ComponentStatus.HELD}
     m.release()
@@ -32,7 +32,7 @@ def test_missing_input_file_is_held_then_runs_once_created_and_released(tmp_path
 
 
 def test_remove_leaves_no_job_in_the_queue():
-    m = htmap.map(funcs.sleep_then, range(4), map_options=htmap.MapOptions(request_memory="10MB"))
+    m = htmap.map(funcs.sleep_then, range(4), map_options=htmap.MapOptions(request_memory="200MB"))
     uid = m.uid
     m.remove()
     import htcondor2
