@@ -279,6 +279,7 @@ class HTCondorEngine(Engine):
                 output_kind=lambda c: _output_kind(job, c),
                 stderr_tail=lambda c: jobfiles.tail(job.paths.log(c, "stderr"), 2000),
                 record_failure=lambda c, why, tail: jobfiles.write_failure(job.paths.output(c), c, why, tail),
+                max_retries=int(job.fixed.get("max_retries", 0) or 0),
             )
             waiting: Dict[str, List[int]] = {deferred.EDIT_REASON: [], deferred.REMOVE_REASON: []}
             for event in folder.fold(parsed):

@@ -80,13 +80,14 @@ class Folder:
 
     def __init__(self, htcondor2, clusters: Dict[int, List[int]], cursor: Dict[str, Any],
                  output_kind: Callable[[int], Optional[str]], stderr_tail: Callable[[int], str],
-                 record_failure: Callable[[int, str, str], None]):
+                 record_failure: Callable[[int, str, str], None], max_retries: int = 0):
         self.T = htcondor2.JobEventType
         self.clusters = clusters
         self.cursor = cursor
         self.output_kind = output_kind
         self.stderr_tail = stderr_tail
         self.record_failure = record_failure
+        self.max_retries = max_retries
 
     def component_of(self, event) -> Optional[int]:
         cluster, proc = event.cluster, event.proc
@@ -125,6 +126,8 @@ class Folder:
                 made[event.cluster] = max(made.get(event.cluster, 0), event.proc + 1)
                 out.append(ComponentEvent(c, EventKind.SUBMITTED, t))
             elif etype == T.EXECUTE:
+                starts = self.cursor.setdefault("starts", {})
+                starts[c] = starts.get(c, 0) + 1
                 out.append(ComponentEvent(c, EventKind.RUNNING, t))
             elif etype == T.IMAGE_SIZE:
                 mem = get("MemoryUsage")
@@ -140,8 +143,14 @@ class Folder:
                     tail = self.stderr_tail(c)
                     if tail:
                         reason = f"{reason}\n--- end of stderr ---\n{tail}"
-                out.append(ComponentEvent(c, EventKind.HELD, t, reason=reason,
-                                          code=int(code) if code is not None else None))
+                code = int(code) if code is not None else None
+                attempt = self.cursor.get("starts", {}).get(c, 0)
+                if self._retried(code, get("HoldReasonSubCode")) and attempt <= self.max_retries:
+                    # the retry policy releases it at once: a run that will be retried, not a hold
+                    out.append(ComponentEvent(c, EventKind.EVICTED, t, code=code, reason=(
+                        f"{reason}; htmap runs it again (retry {attempt} of {self.max_retries})")))
+                else:
+                    out.append(ComponentEvent(c, EventKind.HELD, t, reason=reason, code=code))
             elif etype == T.JOB_RELEASED:
                 out.append(ComponentEvent(c, EventKind.RELEASED, t, reason=str(get("Reason", "") or "") or None))
             elif etype == T.JOB_EVICTED:
@@ -166,6 +175,14 @@ class Folder:
                 out.append(ComponentEvent(c, EventKind.EVICTED, t,
                                           reason=f"reconnect to the execute node failed: {get('Reason', '') or 'unknown'}"))
         return out
+
+    @staticmethod
+    def _retried(code: Optional[int], subcode: Any) -> bool:
+        """Whether the retry policy (``description``: ``periodic_release``) releases this hold."""
+        from .description import HOLD_MEMORY, HOLD_RUNNER_SIGNAL, HOLD_RUNTIME, HTCONDOR_OUT_OF_MEMORY
+
+        return code == HTCONDOR_OUT_OF_MEMORY or (
+            code == 3 and subcode is not None and int(subcode) in (HOLD_MEMORY, HOLD_RUNTIME, HOLD_RUNNER_SIGNAL))
 
     def _factory(self, event, paused: bool) -> List[ComponentEvent]:
         """A late cluster's factory paused (a hold of the whole map) or resumed: the components
