@@ -24,16 +24,16 @@ def test_custom_options_reach_the_job_ad_as_classad_expressions():
     assert str(ad["Twice"]) == "RequestCpus * 2"  # an expression, not a string
 
 
-def queued_jobs() -> int:
-    return len(htcondor2.Schedd().query(f'Owner == "{os.environ["USER"]}" && JobStatus != 3', ["ClusterId"]))
+def queued_jobs(tag: str) -> int:
+    return len(htcondor2.Schedd().query(f'JobBatchName == "{tag}"', ["ClusterId"]))
 
 
 def test_a_custom_option_that_does_not_parse_is_refused_before_anything_is_queued():
-    before = queued_jobs()
     with pytest.raises(htmap.exceptions.InvalidOption, match="JobFlavour"):
-        htmap.map(funcs.double, [1], map_options=htmap.MapOptions(custom_options={"JobFlavour": "espresso please"}))
+        htmap.map(funcs.double, [1], tag="refused-option",
+                  map_options=htmap.MapOptions(custom_options={"JobFlavour": "espresso please"}))
     assert htmap.get_tags() == ()
-    assert queued_jobs() == before
+    assert queued_jobs("refused-option") == 0
 
 
 def read_credential_file(_):
@@ -59,10 +59,9 @@ def test_kerberos_credential_is_stored_by_htmap_and_reaches_the_job(how):
 
 def test_no_kerberos_ticket_is_a_clear_error_before_submit(monkeypatch):
     forget_credential()
-    before = queued_jobs()
     monkeypatch.setenv("FAKE_KRB5_NO_TICKET", "1")  # the producer fails as for a user without a ticket
     htmap.settings["HTCONDOR.CREDENTIALS"] = "kerberos"
     with pytest.raises(htmap.exceptions.HTMapException, match="kinit"):
-        htmap.map(read_credential_file, [0])
+        htmap.map(read_credential_file, [0], tag="refused-credential")
     assert htmap.get_tags() == ()
-    assert queued_jobs() == before
+    assert queued_jobs("refused-credential") == 0
