@@ -2,7 +2,9 @@
 engine) when it is installed but does not answer."""
 from __future__ import annotations
 
+import os
 import socket
+import sys
 
 import pytest
 
@@ -20,7 +22,13 @@ def test_auto_chooses_the_pool_and_says_so(capsys):
     assert list(m) == [2, 4]
 
 
-def test_auto_refuses_a_schedd_that_is_not_there():
+@pytest.fixture
+def only_htcondor(monkeypatch):
+    """Slurm may answer on this machine too (auto would rightly take it): hide sbatch."""
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+
+
+def test_auto_refuses_a_schedd_that_is_not_there(only_htcondor):
     htmap.settings["ENGINE"] = "auto"
     htmap.settings["HTCONDOR.SCHEDULER"] = "no-such-schedd@nowhere"
     with pytest.raises(htmap.exceptions.EngineUnavailable, match="htcondor is installed here.*ENGINE'] = 'local'"):
@@ -28,7 +36,7 @@ def test_auto_refuses_a_schedd_that_is_not_there():
     assert htmap.get_tags() == ()
 
 
-def test_auto_refuses_a_collector_slower_than_five_seconds():
+def test_auto_refuses_a_collector_slower_than_five_seconds(only_htcondor):
     # a port that accepts connections and never answers: the probe must give up on time
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
