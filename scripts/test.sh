@@ -12,9 +12,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# the core tests that hold on HTCondor today (test_errors, test_files and test_control still
-# assume the local engine in places; their HTCondor behaviours are in tests/live_htcondor)
-CORE_ON_HTCONDOR=(tests/test_mapping.py tests/test_map_api.py)
+# the core tests that hold on HTCondor today (test_control still assumes the local engine in
+# places; its HTCondor behaviours are in tests/live_htcondor)
+CORE_ON_HTCONDOR=(tests/test_mapping.py tests/test_map_api.py tests/test_files.py tests/test_errors.py)
 
 # an older install under the name htmap (HTMap 0.6 from PyPI, or this project before it was
 # renamed) would shadow this checkout

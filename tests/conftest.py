@@ -13,9 +13,16 @@ from htmap.settings import reset_for_tests
 
 
 def pytest_collection_modifyitems(config, items):
-    """On a cluster (HTMAP_TEST_ENGINE, the live pool) the execute side cannot import the tests:
-    their functions travel by value."""
-    if os.environ.get("HTMAP_TEST_ENGINE", "local") in ("", "local") and os.environ.get("HTMAP_LIVE_POOL") != "1":
+    """Skip tests of another engine's behaviour (``@pytest.mark.engines("local", ...)``). On a
+    cluster (HTMAP_TEST_ENGINE, the live pool) the execute side cannot import the tests: their
+    functions travel by value."""
+    engine = os.environ.get("HTMAP_TEST_ENGINE", "") or "local"
+    for item in items:
+        marker = item.get_closest_marker("engines")
+        if marker is not None and engine not in marker.args:
+            item.add_marker(pytest.mark.skip(reason=f"tests {'/'.join(marker.args)} behaviour; "
+                                                    f"HTMAP_TEST_ENGINE is {engine}"))
+    if engine == "local" and os.environ.get("HTMAP_LIVE_POOL") != "1":
         return
     import cloudpickle
 

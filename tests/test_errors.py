@@ -49,6 +49,7 @@ def test_errors_never_block_on_unfinished_components(tmp_path):
     m.remove()
 
 
+@pytest.mark.engines("local", "slurm")  # on HTCondor a dead runner holds the job, saying why (tests/live_htcondor/test_live_control.py)
 @pytest.mark.parametrize("func, expected", [
     (funcs.exit_hard, "exited with code 3"),
     (funcs.kill_self, "signal 9"),
@@ -71,6 +72,7 @@ def test_unpicklable_return_value_is_reported():
     assert "lock" in err.exception_msg.lower()
 
 
+@pytest.mark.engines("local", "slurm")  # on HTCondor a dead runner holds the job, saying why (tests/live_htcondor/test_live_control.py)
 def test_stderr_tail_is_in_death_report():
     m = htmap.map(funcs.exit_after_print, ["last words before dying"], tag="tail")
     m.wait(timeout=T, errors_ok=True)

@@ -52,6 +52,7 @@ def test_same_name_from_two_places_is_an_error_at_submit(tmp_path):
     assert htmap.get_tags() == ()
 
 
+@pytest.mark.engines("local", "slurm")  # HTCondor's scratch directory holds its own files too
 def test_directory_whole_or_contents_and_map_option_files(tmp_path):
     d = tmp_path / "dir"
     (d / "inner").mkdir(parents=True)
@@ -114,6 +115,7 @@ def test_output_remaps_send_files_elsewhere(tmp_path):
     assert (m.output_files[0] / "sub" / "deep.txt").exists()
 
 
+@pytest.mark.engines("local", "slurm")  # HTCondor transfers URLs itself
 def test_output_remap_to_a_url_is_rejected_by_the_local_engine():
     with pytest.raises(exceptions.InvalidOption, match="local"):
         htmap.map(funcs.make_outputs, [0], map_options=htmap.MapOptions(

@@ -37,3 +37,9 @@ def test_remove_leaves_no_job_in_the_queue():
     m.remove()
     import htcondor2
     assert htcondor2.Schedd().query(f'HTMapJobId == "{uid}" && JobStatus != 3', ["ClusterId"]) == []
+
+
+def test_a_component_that_kills_its_runner_is_held_with_the_exit_status():
+    m = htmap.map(funcs.exit_hard, [3])
+    with pytest.raises(htmap.exceptions.MapComponentHeld, match="exited with status 3"):
+        m.wait(timeout=120)
