@@ -31,7 +31,8 @@ def map(func: Callable, args: Iterable[Any], map_options: Optional[MapOptions] =
         The map's name. Without one, a random tag is chosen and the map is *transient*:
         ``htmap.clean()`` removes it.
     quiet : bool, optional
-        Do not print "Created map ..." in an interactive session. Default ``False``.
+        Do not say "Created map ... on the ... engine" (stdout in a terminal or
+        notebook, else stderr). Default ``False``.
 
     Returns
     -------
@@ -83,7 +84,8 @@ def starmap(func: Callable, args: Optional[Iterable[Tuple]] = None, kwargs: Opti
         The map's name. Without one, a random tag is chosen and the map is *transient*:
         ``htmap.clean()`` removes it.
     quiet : bool, optional
-        Do not print "Created map ..." in an interactive session. Default ``False``.
+        Do not say "Created map ... on the ... engine" (stdout in a terminal or
+        notebook, else stderr). Default ``False``.
 
     Returns
     -------
@@ -136,7 +138,8 @@ class MapBuilder:
         The map's name. Without one, a random tag is chosen and the map is *transient*:
         ``htmap.clean()`` removes it.
     quiet : bool, optional
-        Do not print "Created map ..." in an interactive session. Default ``False``.
+        Do not say "Created map ... on the ... engine" (stdout in a terminal or
+        notebook, else stderr). Default ``False``.
 
     Examples
     --------
@@ -191,7 +194,8 @@ def build_map(func: Callable, map_options: Optional[MapOptions] = None, tag: Opt
         The map's name. Without one, a random tag is chosen and the map is *transient*:
         ``htmap.clean()`` removes it.
     quiet : bool, optional
-        Do not print "Created map ..." in an interactive session. Default ``False``.
+        Do not say "Created map ... on the ... engine" (stdout in a terminal or
+        notebook, else stderr). Default ``False``.
 
     Returns
     -------
@@ -242,7 +246,8 @@ class MappedFunction:
         map_options : MapOptions, optional
             Options for this map, merged over the function's own.
         quiet : bool, optional
-            Do not print "Created map ..." in an interactive session. Default ``False``.
+            Do not say "Created map ... on the ... engine" (stdout in a terminal or
+            notebook, else stderr). Default ``False``.
 
         Returns
         -------
@@ -267,7 +272,8 @@ class MappedFunction:
         map_options : MapOptions, optional
             Options for this map, merged over the function's own.
         quiet : bool, optional
-            Do not print "Created map ..." in an interactive session. Default ``False``.
+            Do not say "Created map ... on the ... engine" (stdout in a terminal or
+            notebook, else stderr). Default ``False``.
 
         Returns
         -------
@@ -288,7 +294,8 @@ class MappedFunction:
         map_options : MapOptions, optional
             Options for this map, merged over the function's own.
         quiet : bool, optional
-            Do not print "Created map ..." in an interactive session. Default ``False``.
+            Do not say "Created map ... on the ... engine" (stdout in a terminal or
+            notebook, else stderr). Default ``False``.
 
         Returns
         -------

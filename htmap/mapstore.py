@@ -116,7 +116,8 @@ def write_creator(directory: Path) -> None:
     store.write_text_atomic(directory / CREATOR_FILE, json.dumps({"host": os.uname().nodename, "pid": os.getpid()}))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_exists(pid: int) -> bool:
+    """Whether a process ``pid`` exists (a zombie included; ours or another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -147,7 +148,7 @@ def reservation_is_stale(tag: str) -> bool:
         except (FileNotFoundError, ValueError):
             continue
         if creator.get("host") == os.uname().nodename:
-            return not _pid_alive(int(creator.get("pid", 0)))
+            return not pid_exists(int(creator.get("pid", 0)))
         return False  # being built on another host: cannot tell, so respect it
     try:
         age = time.time() - tag_path(tag).stat().st_mtime

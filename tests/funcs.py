@@ -174,7 +174,8 @@ def leave_daemon(marker_dir):
 
 
 def counting_checkpoint(marker_dir, release_path, steps=5):
-    """Count steps, checkpointing each; block at step 2 until released (the test vacates it there)."""
+    """Count steps, checkpointing each; at step 2 say so (``checkpointed-2``) and block until released
+    (the test vacates it there)."""
     import htmap
     from pathlib import Path
     state = Path("progress.txt")
@@ -185,6 +186,7 @@ def counting_checkpoint(marker_dir, release_path, steps=5):
         state.write_text(str(done))
         htmap.checkpoint(state)
         if done == 2:
+            Path(marker_dir, "checkpointed-2").touch()
             wait_for_file(release_path)
     return done
 

@@ -1,40 +1,19 @@
 """Checkpoints survive a vacate on the live pool (htmap.checkpoint, m.vacate / condor_vacate_job)."""
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 import htmap
+from tests import funcs
 
 from .conftest import condor, wait_for
-
-
-
-def count_with_checkpoints(marker_dir, release_path, steps=5):
-    """Count to ``steps``, checkpointing each step; after step 2 say so and wait for ``release_path``."""
-    import htmap
-    import time
-    state = Path("progress.txt")
-    done = int(state.read_text()) if state.exists() else 0
-    Path(marker_dir, f"resumed-at-{done}-{os.getpid()}").touch()
-    while done < steps:
-        done += 1
-        state.write_text(str(done))
-        htmap.checkpoint(state)
-        if done == 2:
-            Path(marker_dir, "checkpointed-2").touch()
-            while not Path(release_path).exists():
-                time.sleep(0.1)
-    return done
 
 
 @pytest.mark.parametrize("how", ["htmap", "condor_vacate_job"])
 def test_component_restarts_from_its_checkpoint_after_vacate(tmp_path, how):
     markers, release = tmp_path / "markers", tmp_path / "release"
     markers.mkdir()
-    m = htmap.starmap(count_with_checkpoints, [(str(markers), str(release))])
+    m = htmap.starmap(funcs.counting_checkpoint, [(str(markers), str(release))])
     wait_for(m, lambda: (markers / "checkpointed-2").exists(), message="the checkpoint at step 2")
     if how == "htmap":
         m.vacate()

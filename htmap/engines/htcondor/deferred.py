@@ -52,9 +52,10 @@ def add(engine_dir: Path, lines: Iterable[str]) -> None:
 def drop(engine_dir: Path, verbs: Set[str], components: Optional[Iterable[int]]) -> None:
     """Forget ``verbs`` lines of ``components`` (all components when None)."""
     wanted = None if components is None else {str(c) for c in components}
-    kept = [line for line in read(engine_dir)
+    lines = read(engine_dir)
+    kept = [line for line in lines
             if not (line.split()[0] in verbs and (wanted is None or line.split()[1] in wanted))]
-    if kept != read(engine_dir):
+    if kept != lines:
         write(engine_dir, kept)
 
 

@@ -259,10 +259,6 @@ def pid_alive(pid: int) -> bool:
         from .processes import is_running
 
         return is_running(pid)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    from ...mapstore import pid_exists
+
+    return pid_exists(pid)
